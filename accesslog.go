@@ -1,0 +1,62 @@
+package smtpd
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"sync"
+	"time"
+)
+
+// accessLog is DIR/access.log: one JSON object per line for every accepted
+// message, the machine-readable successor of the original project's
+// reports.txt.
+type accessLog struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+// accessEntry is one line of the access log.
+type accessEntry struct {
+	Time   time.Time `json:"time"`
+	ID     string    `json:"id"`
+	Client string    `json:"client"`
+	Helo   string    `json:"helo"`
+	From   string    `json:"from"`
+	To     []string  `json:"to"`
+	Size   int64     `json:"size"`
+}
+
+func openAccessLog(name string) (*accessLog, error) {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return &accessLog{f: f}, nil
+}
+
+// write appends the line of m with a single write, so that lines from
+// concurrent sessions (and other processes appending) never interleave.
+func (a *accessLog) write(m *Message) error {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // keep <, > and & readable
+	err := enc.Encode(accessEntry{
+		Time:   m.Time.UTC(),
+		ID:     m.ID,
+		Client: m.RemoteAddr.String(),
+		Helo:   m.Helo,
+		From:   m.From,
+		To:     m.To,
+		Size:   m.Size,
+	})
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, err = a.f.Write(b.Bytes())
+	return err
+}
+
+func (a *accessLog) close() error { return a.f.Close() }

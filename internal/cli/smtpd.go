@@ -1,0 +1,206 @@
+// Package cli holds the real code of the smtpd commands, so that tests can
+// run exactly what ships: cmd/smtpd's main is one line calling SmtpdMain.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tpe-protos/smtpd"
+)
+
+// Exit statuses of the commands.
+const (
+	exitOK      = 0
+	exitFailure = 1 // the server could not run (a port in use, …)
+	exitUsage   = 2 // bad flags, an unusable directory
+)
+
+// SmtpdMain runs the smtpd command with the process's arguments and signals.
+// The first SIGINT or SIGTERM shuts the server down gracefully; a second one
+// kills the process (accepted messages are on disk by then).
+func SmtpdMain() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	return Smtpd(ctx, os.Args[1:], os.Stdout, os.Stderr)
+}
+
+// smtpdFlags are the command line of smtpd (SPEC §2).
+type smtpdFlags struct {
+	port, metricsPort     int
+	listen, metricsListen string
+	dataDir, maildir      string
+	hostname, domains     string
+	maxSize               int64
+	maxRcpt, maxConns     int
+	maxErrors             int
+	verbose               bool
+	color                 string
+	idleTimeout           time.Duration
+	dataTimeout           time.Duration
+	shutdownTimeout       time.Duration
+}
+
+func (f *smtpdFlags) register(fs *flag.FlagSet) {
+	fs.IntVar(&f.port, "p", 2525, "SMTP TCP `port` (0: any free port, printed at startup)")
+	fs.StringVar(&f.listen, "l", "", "SMTP listen `address` (default all interfaces)")
+	fs.IntVar(&f.metricsPort, "M", 7030, "management UDP `port` (0: any free port; -1: off) [not served yet]")
+	fs.StringVar(&f.metricsListen, "L", "127.0.0.1", "management listen `address` [not served yet]")
+	fs.StringVar(&f.dataDir, "d", smtpd.DefaultDataDir, "data `directory`: Maildir/, access.log")
+	fs.StringVar(&f.maildir, "maildir", "", "Maildir root `directory` (default DIR/Maildir)")
+	fs.StringVar(&f.hostname, "hostname", "", "`name` in the greeting, EHLO reply and Received header (default the host name)")
+	fs.StringVar(&f.domains, "domains", "", "comma-separated local `domains`; other recipients get 550 (default accept any)")
+	fs.Int64Var(&f.maxSize, "max-size", smtpd.DefaultMaxMessageBytes, "largest message in `bytes`, advertised as SIZE")
+	fs.IntVar(&f.maxRcpt, "max-rcpt", smtpd.DefaultMaxRecipients, "most recipients per message")
+	fs.IntVar(&f.maxConns, "max-conns", smtpd.DefaultMaxConns, "most concurrent sessions")
+	fs.IntVar(&f.maxErrors, "max-errors", smtpd.DefaultMaxErrors, "error replies before a session is closed")
+	fs.BoolVar(&f.verbose, "v", false, "start with the session trace on")
+	fs.StringVar(&f.color, "color", "auto", "trace colors: auto, always or never")
+	fs.DurationVar(&f.idleTimeout, "idle-timeout", smtpd.DefaultCommandTimeout, "how long to wait for a command")
+	fs.DurationVar(&f.dataTimeout, "data-timeout", smtpd.DefaultDataTimeout, "how long to wait for each block of message data")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown waits for sessions")
+}
+
+// check refuses values that Config would take as "default" or that make no
+// sense, so that a typo is an error instead of a surprise.
+func (f *smtpdFlags) check() error {
+	switch {
+	case f.port < 0 || f.port > 65535:
+		return fmt.Errorf("-p %d: not a port number", f.port)
+	case f.metricsPort < -1 || f.metricsPort > 65535:
+		return fmt.Errorf("-M %d: not a port number or -1", f.metricsPort)
+	case f.maxSize <= 0:
+		return fmt.Errorf("-max-size %d: must be positive", f.maxSize)
+	case f.maxRcpt <= 0:
+		return fmt.Errorf("-max-rcpt %d: must be positive", f.maxRcpt)
+	case f.maxConns <= 0:
+		return fmt.Errorf("-max-conns %d: must be positive", f.maxConns)
+	case f.maxErrors <= 0:
+		return fmt.Errorf("-max-errors %d: must be positive", f.maxErrors)
+	case f.idleTimeout <= 0 || f.dataTimeout <= 0 || f.shutdownTimeout <= 0:
+		return errors.New("timeouts must be positive")
+	}
+	return nil
+}
+
+func (f *smtpdFlags) config(stdout, stderr io.Writer) (smtpd.Config, error) {
+	colorMode, err := smtpd.ParseColorMode(f.color)
+	if err != nil {
+		return smtpd.Config{}, fmt.Errorf("-color %q: want auto, always or never", f.color)
+	}
+	var domains []string
+	for _, d := range strings.Split(f.domains, ",") {
+		if d = strings.TrimSpace(d); d != "" {
+			domains = append(domains, d)
+		}
+	}
+	return smtpd.Config{
+		Hostname:        f.hostname,
+		DataDir:         f.dataDir,
+		MaildirRoot:     f.maildir,
+		Domains:         domains,
+		MaxMessageBytes: f.maxSize,
+		MaxRecipients:   f.maxRcpt,
+		MaxConns:        f.maxConns,
+		MaxErrors:       f.maxErrors,
+		CommandTimeout:  f.idleTimeout,
+		DataTimeout:     f.dataTimeout,
+		Logger:          slog.New(slog.NewTextHandler(stderr, nil)),
+		Trace:           stdout,
+		TraceColor:      colorMode,
+		Verbose:         f.verbose,
+	}, nil
+}
+
+// Smtpd runs the smtpd command: it serves until ctx is done, then shuts
+// down gracefully. It returns the exit status.
+func Smtpd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("smtpd", flag.ContinueOnError)
+	var f smtpdFlags
+	f.register(fs)
+	if code, done := parseFlags(fs, args, stdout, stderr); done {
+		return code
+	}
+	if err := f.check(); err != nil {
+		return usageError(stderr, "smtpd", err)
+	}
+	cfg, err := f.config(stdout, stderr)
+	if err != nil {
+		return usageError(stderr, "smtpd", err)
+	}
+	srv, err := smtpd.NewServer(cfg)
+	if err != nil {
+		// A bad hostname or domain, or a directory that cannot be used.
+		return usageError(stderr, "smtpd", errors.New(strings.TrimPrefix(err.Error(), "smtpd: ")))
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(f.listen, strconv.Itoa(f.port)))
+	if err != nil {
+		srv.Close()
+		fmt.Fprintf(stderr, "smtpd: %v\n", err)
+		return exitFailure
+	}
+	fmt.Fprintf(stdout, "Listening on TCP %s\n", l.Addr())
+	return serveUntilDone(ctx, srv, l, f.shutdownTimeout, stderr)
+}
+
+// serveUntilDone serves l until ctx is done or serving fails, then shuts the
+// server down, waiting at most grace for sessions to finish.
+func serveUntilDone(ctx context.Context, srv *smtpd.Server, l net.Listener, grace time.Duration, stderr io.Writer) int {
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	select {
+	case err := <-served:
+		srv.Close()
+		fmt.Fprintf(stderr, "smtpd: %v\n", err)
+		return exitFailure
+	case <-ctx.Done():
+	}
+	fmt.Fprintln(stderr, "smtpd: shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		fmt.Fprintf(stderr, "smtpd: sessions still open after %v; closing them\n", grace)
+	}
+	srv.Close()
+	<-served
+	return exitOK
+}
+
+// parseFlags parses args; done reports that the command must exit with
+// code (after -h, or a bad flag reported in one line).
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (code int, done bool) {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(stdout)
+		fmt.Fprintf(stdout, "Usage of %s:\n", fs.Name())
+		fs.PrintDefaults()
+		return exitOK, true
+	case err != nil:
+		return usageError(stderr, fs.Name(), err), true
+	case fs.NArg() > 0:
+		return usageError(stderr, fs.Name(), fmt.Errorf("unexpected argument %q", fs.Arg(0))), true
+	}
+	return 0, false
+}
+
+// usageError prints err as the one line a bad command line gets.
+func usageError(stderr io.Writer, name string, err error) int {
+	fmt.Fprintf(stderr, "%s: %v (see %s -h)\n", name, err, name)
+	return exitUsage
+}

@@ -1,0 +1,326 @@
+package smtpd
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+)
+
+// maildir delivers messages into a tree of Maildirs, one per recipient
+// mailbox: <root>/<mailbox>/{tmp,new,cur}.
+//
+// Two guards keep a hostile address inside the root: mailboxName makes every
+// local part a single safe path element, and every file operation goes
+// through an os.Root, which refuses any path that leaves it.
+type maildir struct {
+	root *os.Root
+	dir  string // absolute path of the root, for Message.Paths
+	host string // the hostname, escaped for unique file names
+	pid  int
+	seq  atomic.Uint64 // deliveries by this process, for unique names
+
+	mu    sync.Mutex
+	ready map[string]bool // mailboxes known to exist, durably
+}
+
+// maxReadyCache bounds the set of mailboxes remembered as existing.
+const maxReadyCache = 4096
+
+func openMaildir(dir, hostname string) (*maildir, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	root, err := os.OpenRoot(abs)
+	if err != nil {
+		return nil, err
+	}
+	// The Maildir specification escapes '/' and ':' in the host part of
+	// unique names.
+	host := strings.NewReplacer("/", `\057`, ":", `\072`).Replace(hostname)
+	return &maildir{root: root, dir: abs, host: host, pid: os.Getpid(), ready: make(map[string]bool)}, nil
+}
+
+func (md *maildir) close() error { return md.root.Close() }
+
+// mailboxName maps a recipient's local part to its mailbox directory name:
+// lower-cased, and with every byte that could be unsafe in a file name
+// percent-encoded, so that distinct local parts never share a mailbox by
+// accident. A name can never be empty, ".", "..", start with a dot, or hold a
+// separator, NUL or control byte; an overlong one is cut and given a hash of
+// the whole, to stay under NAME_MAX.
+func mailboxName(local string) string {
+	s := strings.ToLower(local)
+	validUTF8 := utf8.ValidString(s)
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case isAlnum(c), strings.IndexByte("!#$&'*+-=?^_`{|}~", c) >= 0,
+			c == '.' && i > 0,
+			c >= utf8.RuneSelf && validUTF8:
+			b.WriteByte(c)
+		default:
+			fmt.Fprintf(&b, "%%%02x", c)
+		}
+	}
+	name := b.String()
+	if name == "" {
+		return "%22%22" // the empty quoted local part ""@domain
+	}
+	const maxName, keep = 128, 96
+	if len(name) > maxName {
+		sum := sha256.Sum256([]byte(local))
+		cut := keep
+		for cut > 0 && !utf8.RuneStart(name[cut]) {
+			cut--
+		}
+		name = name[:cut] + "~" + hex.EncodeToString(sum[:8])
+	}
+	return name
+}
+
+// uniqueName returns a file name no other delivery will use, in the form
+// Dovecot and the Maildir specification describe:
+// <seconds>.M<microseconds>P<pid>Q<sequence>R<random>.<host>.
+func (md *maildir) uniqueName(now time.Time) string {
+	b := make([]byte, 0, 64)
+	b = strconv.AppendInt(b, now.Unix(), 10)
+	b = append(b, ".M"...)
+	b = strconv.AppendInt(b, int64(now.Nanosecond()/1000), 10)
+	b = append(b, 'P')
+	b = strconv.AppendInt(b, int64(md.pid), 10)
+	b = append(b, 'Q')
+	b = strconv.AppendUint(b, md.seq.Add(1), 10)
+	b = append(b, 'R')
+	b = strconv.AppendUint(b, uint64(rand.Uint32()), 16)
+	b = append(b, '.')
+	b = append(b, md.host...)
+	return string(b)
+}
+
+// prepare makes sure the mailbox's tmp/, new/ and cur/ exist. When it creates
+// any of them it fsyncs the directories above, so that a message renamed
+// into new/ cannot vanish with its mailbox after a crash.
+func (md *maildir) prepare(box string) error {
+	md.mu.Lock()
+	ok := md.ready[box]
+	md.mu.Unlock()
+	if ok {
+		return nil
+	}
+	created := false
+	for _, dir := range []string{box, box + "/tmp", box + "/new", box + "/cur"} {
+		err := md.root.Mkdir(dir, 0o700)
+		if err == nil {
+			created = true
+		} else if !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+	}
+	if created {
+		if err := md.syncDir("."); err != nil {
+			return err
+		}
+		if err := md.syncDir(box); err != nil {
+			return err
+		}
+	}
+	md.mu.Lock()
+	if len(md.ready) >= maxReadyCache {
+		clear(md.ready)
+	}
+	md.ready[box] = true
+	md.mu.Unlock()
+	return nil
+}
+
+func (md *maildir) syncDir(dir string) error {
+	d, err := md.root.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// delivery is one message on its way into one or more mailboxes. It is
+// written once, into tmp/ of the first mailbox; commit makes it durable and
+// visible in every mailbox's new/, or in none.
+type delivery struct {
+	md    *maildir
+	boxes []string // distinct mailbox names
+	name  string   // the unique file name, the same in every mailbox
+	file  *os.File
+	bw    *bufio.Writer
+	lf    lfWriter
+	hdr   headerWriter
+}
+
+// writeBufferSize is the size of the buffer between a message and its file.
+const writeBufferSize = 32 << 10
+
+var writeBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufferSize) }}
+
+// create starts a delivery of msg to the given mailboxes. What is written to
+// the delivery is the message's wire form (CRLF); it is stored with LF line
+// endings, after the headers prefix returns.
+func (md *maildir) create(boxes []string, prefix func(headerSet) []byte) (*delivery, error) {
+	for _, box := range boxes {
+		if err := md.prepare(box); err != nil {
+			return nil, fmt.Errorf("maildir: mailbox %q: %w", box, err)
+		}
+	}
+	d := &delivery{md: md, boxes: boxes}
+	for {
+		d.name = md.uniqueName(time.Now())
+		f, err := md.root.OpenFile(d.tmpPath(boxes[0]), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			continue // a clash with another process on the same host and pid
+		}
+		if err != nil {
+			return nil, fmt.Errorf("maildir: create in %q: %w", boxes[0], err)
+		}
+		d.file = f
+		break
+	}
+	d.bw = writeBuffers.Get().(*bufio.Writer)
+	d.bw.Reset(d.file)
+	d.hdr = headerWriter{w: d.bw, prefix: prefix}
+	d.lf = lfWriter{w: &d.hdr}
+	return d, nil
+}
+
+func (d *delivery) tmpPath(box string) string { return path.Join(box, "tmp", d.name) }
+func (d *delivery) newPath(box string) string { return path.Join(box, "new", d.name) }
+
+// Write takes the next part of the message in its wire form.
+func (d *delivery) Write(p []byte) (int, error) { return d.lf.Write(p) }
+
+// commit makes the message durable in every mailbox and returns the paths of
+// the stored files. The file is fsynced in tmp/, linked into the other
+// mailboxes' tmp/, renamed into each new/, and each new/ is fsynced: only
+// then may the server answer 250. On any failure nothing is left in new/
+// (nor in tmp/) and an error is returned.
+func (d *delivery) commit() ([]string, error) {
+	if err := d.finishFile(); err != nil {
+		d.removeTmp(d.boxes)
+		return nil, fmt.Errorf("maildir: write: %w", err)
+	}
+	for i, box := range d.boxes[1:] {
+		if err := d.copyTo(box); err != nil {
+			d.removeTmp(d.boxes[:i+2])
+			return nil, fmt.Errorf("maildir: copy to %q: %w", box, err)
+		}
+	}
+	for i, box := range d.boxes {
+		if err := d.md.root.Rename(d.tmpPath(box), d.newPath(box)); err != nil {
+			d.removeNew(d.boxes[:i])
+			d.removeTmp(d.boxes[i:])
+			return nil, fmt.Errorf("maildir: move into %q: %w", box+"/new", err)
+		}
+	}
+	for _, box := range d.boxes {
+		if err := d.md.syncDir(box + "/new"); err != nil {
+			d.removeNew(d.boxes)
+			return nil, fmt.Errorf("maildir: sync %q: %w", box+"/new", err)
+		}
+	}
+	paths := make([]string, len(d.boxes))
+	for i, box := range d.boxes {
+		paths[i] = filepath.Join(d.md.dir, box, "new", d.name)
+	}
+	return paths, nil
+}
+
+// finishFile writes what is still buffered, fsyncs and closes the file.
+func (d *delivery) finishFile() error {
+	err := d.lf.Close()
+	if err == nil {
+		err = d.hdr.Close()
+	}
+	if err == nil {
+		err = d.bw.Flush()
+	}
+	d.releaseBuffer()
+	if err == nil {
+		err = d.file.Sync()
+	}
+	if cerr := d.file.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (d *delivery) releaseBuffer() {
+	if d.bw != nil {
+		d.bw.Reset(nil)
+		writeBuffers.Put(d.bw)
+		d.bw = nil
+	}
+}
+
+// copyTo puts the message into box's tmp/: a hard link, as Dovecot does for
+// several recipients, or a copy where links are not possible.
+func (d *delivery) copyTo(box string) error {
+	src, dst := d.tmpPath(d.boxes[0]), d.tmpPath(box)
+	if d.md.root.Link(src, dst) == nil {
+		return nil
+	}
+	in, err := d.md.root.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := d.md.root.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// abort gives up a delivery that will not be committed.
+func (d *delivery) abort() {
+	d.releaseBuffer()
+	d.file.Close()
+	d.removeTmp(d.boxes[:1])
+}
+
+func (d *delivery) removeTmp(boxes []string) {
+	for _, box := range boxes {
+		d.md.root.Remove(d.tmpPath(box))
+	}
+}
+
+func (d *delivery) removeNew(boxes []string) {
+	for _, box := range boxes {
+		d.md.root.Remove(d.newPath(box))
+	}
+}

@@ -1,0 +1,308 @@
+package smtpd
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Message is a message the server has accepted and stored.
+type Message struct {
+	// ID is the queue id of the "250 2.0.0 Ok: queued as ID" reply, also
+	// found in the Received header, the Message-ID the server adds when the
+	// message has none, and the access log.
+	ID string
+	// From is the reverse path without angle brackets; "" for the null
+	// sender <>.
+	From string
+	// To holds the forward paths without angle brackets, in RCPT order.
+	To []string
+	// Helo is the argument of the client's HELO or EHLO.
+	Helo string
+	// ESMTP reports whether the client greeted with EHLO.
+	ESMTP bool
+	// RemoteAddr is the client's address.
+	RemoteAddr net.Addr
+	// Body is the BODY parameter of MAIL FROM: "7BIT", "8BITMIME" or "".
+	Body string
+	// SMTPUTF8 reports whether MAIL FROM carried the SMTPUTF8 parameter.
+	SMTPUTF8 bool
+	// Size is the size of the message data in octets, in its wire form.
+	Size int64
+	// Time is when the server accepted the message.
+	Time time.Time
+	// Paths are the files the message was stored as, one per recipient
+	// mailbox (RFC 5321 recipients that map to the same mailbox share one).
+	Paths []string
+	// Data is the message as the client sent it: the wire form, with CRLF
+	// line endings and dot-stuffing undone, without the headers the server
+	// adds. It is only kept for Config.Delivered; elsewhere it is nil.
+	Data []byte
+}
+
+// receivedProtocol is the "with" clause of the Received header: RFC 5321
+// §4.4 and, for SMTPUTF8, RFC 6531 §3.7.3.
+func (m *Message) receivedProtocol() string {
+	switch {
+	case m.SMTPUTF8:
+		return "UTF8SMTP"
+	case m.ESMTP:
+		return "ESMTP"
+	}
+	return "SMTP"
+}
+
+// traceHeaders returns the Return-Path and Received header fields that start
+// every stored message (RFC 5321 §4.4), with LF line endings.
+func (m *Message) traceHeaders(hostname string) []byte {
+	var b bytes.Buffer
+	b.WriteString("Return-Path: <" + m.From + ">\n")
+	b.WriteString("Received: from " + m.Helo + " (" + addressLiteral(m.RemoteAddr) + ")\n")
+	b.WriteString("\tby " + hostname + " (smtpd) with " + m.receivedProtocol() + " id " + m.ID)
+	// Naming the recipient only when there is one keeps the other
+	// recipients of a message private (RFC 5321 §7.2).
+	if len(m.To) == 1 {
+		b.WriteString("\n\tfor <" + m.To[0] + ">")
+	}
+	b.WriteString(";\n\t" + m.Time.Format(time.RFC1123Z) + "\n")
+	return b.Bytes()
+}
+
+// missingHeaders returns the header fields the message lacks among From, To,
+// Date and Message-ID, filled in from the envelope (LF line endings). To is
+// only added when the message has no To, Cc or Bcc either: a message whose
+// recipients are all in Cc must not have its envelope recipients revealed.
+func (m *Message) missingHeaders(seen headerSet, hostname string) []byte {
+	var b bytes.Buffer
+	if !seen.has(headerFrom) {
+		from := m.From
+		if from == "" {
+			from = "MAILER-DAEMON@" + hostname
+		}
+		b.WriteString("From: <" + from + ">\n")
+	}
+	if !seen.has(headerTo) && !seen.has(headerCc) && !seen.has(headerBcc) {
+		b.WriteString("To: ")
+		for i, to := range m.To {
+			if i > 0 {
+				b.WriteString(",\n\t")
+			}
+			b.WriteString("<" + to + ">")
+		}
+		b.WriteString("\n")
+	}
+	if !seen.has(headerDate) {
+		b.WriteString("Date: " + m.Time.Format(time.RFC1123Z) + "\n")
+	}
+	if !seen.has(headerMessageID) {
+		b.WriteString("Message-ID: <" + m.ID + "@" + hostname + ">\n")
+	}
+	return b.Bytes()
+}
+
+// addressLiteral formats the client's IP address as RFC 5321 §4.1.3 writes
+// it in the Received header: [192.0.2.1] or [IPv6:2001:db8::1].
+func addressLiteral(a net.Addr) string {
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return "unknown"
+	}
+	ip := ap.Addr().Unmap()
+	if ip.Is4() {
+		return "[" + ip.String() + "]"
+	}
+	return "[IPv6:" + ip.WithZone("").String() + "]"
+}
+
+// headerSet records which of the header fields the server may add were
+// found in a message.
+type headerSet uint8
+
+const (
+	headerFrom headerSet = 1 << iota
+	headerTo
+	headerCc
+	headerBcc
+	headerDate
+	headerMessageID
+)
+
+func (s headerSet) has(h headerSet) bool { return s&h != 0 }
+
+// watchedHeaders maps lower-cased field names to their bit.
+var watchedHeaders = map[string]headerSet{
+	"from":       headerFrom,
+	"to":         headerTo,
+	"cc":         headerCc,
+	"bcc":        headerBcc,
+	"date":       headerDate,
+	"message-id": headerMessageID,
+}
+
+// maxHeaderScan bounds how much of a message is held in memory while its
+// header section is examined for missing fields.
+const maxHeaderScan = 64 << 10
+
+// headerWriter writes a message in its stored form: the server's headers
+// first, then the message's own bytes unchanged. Which headers to add is only
+// known once the header section has been read, so the header section is held
+// back (up to maxHeaderScan octets) until its end is seen. It is written to
+// with LF line endings.
+type headerWriter struct {
+	w io.Writer
+	// prefix returns the header fields to write first, given the fields
+	// found in the message.
+	prefix func(seen headerSet) []byte
+	buf    []byte    // held-back start of the message, until done
+	next   int       // offset in buf of the first line not yet examined
+	seen   headerSet // fields found so far
+	// bodyOnly is set when the message does not start with a header
+	// field (a hand-typed "hello"); a blank line must then follow the
+	// server's headers, so that the message becomes the body.
+	bodyOnly bool
+	done     bool // the prefix and buf have been written
+}
+
+func (h *headerWriter) Write(p []byte) (int, error) {
+	if h.done {
+		return h.w.Write(p)
+	}
+	h.buf = append(h.buf, p...)
+	for !h.done {
+		nl := bytes.IndexByte(h.buf[h.next:], '\n')
+		if nl < 0 {
+			if len(h.buf) > maxHeaderScan {
+				return len(p), h.flush()
+			}
+			return len(p), nil
+		}
+		h.examine(h.buf[h.next : h.next+nl])
+		h.next += nl + 1
+	}
+	return len(p), h.flush()
+}
+
+// examine looks at one line of the header section; it sets done at the
+// section's end.
+func (h *headerWriter) examine(line []byte) {
+	first := h.next == 0
+	if len(line) == 0 {
+		h.done = true // the blank line ending the header section
+		return
+	}
+	if line[0] == ' ' || line[0] == '\t' {
+		// A continuation line; a message cannot start with one.
+		h.bodyOnly = first
+		h.done = first
+		return
+	}
+	name, _, ok := bytes.Cut(line, []byte(":"))
+	if !ok || !isFieldName(name) {
+		// Not a header field: the header section ends here (RFC 5322
+		// §2.2). The message's bytes are kept as they are.
+		h.bodyOnly = first
+		h.done = true
+		return
+	}
+	h.seen |= watchedHeaders[strings.ToLower(string(name))]
+}
+
+// flush writes the server's headers and the held-back bytes; from then on
+// writes go straight through.
+func (h *headerWriter) flush() error {
+	h.done = true
+	pre := h.prefix(h.seen)
+	if h.bodyOnly {
+		pre = append(pre, '\n')
+	}
+	if _, err := h.w.Write(pre); err != nil {
+		return err
+	}
+	_, err := h.w.Write(h.buf)
+	h.buf = nil
+	return err
+}
+
+// Close examines a last line without a line ending, if the message ended
+// inside its header section, and writes whatever is held back.
+func (h *headerWriter) Close() error {
+	if h.done {
+		return nil
+	}
+	if h.next < len(h.buf) {
+		h.examine(h.buf[h.next:])
+	} else if h.next == 0 {
+		h.bodyOnly = false // an empty message gets the headers only
+	}
+	return h.flush()
+}
+
+// isFieldName reports whether b is a field-name: 1*ftext, printable US-ASCII
+// other than ':' (RFC 5322 §3.6.8).
+func isFieldName(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if c < 33 || c > 126 {
+			return false
+		}
+	}
+	return true
+}
+
+// lfWriter turns each CRLF of what is written to it into LF, keeping every
+// other byte, bare CRs included: the line ending of Maildir files on Unix
+// (SPEC §5).
+type lfWriter struct {
+	w  io.Writer
+	cr bool // the last write ended with a CR whose fate is not known yet
+}
+
+func (l *lfWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	if l.cr && len(p) > 0 {
+		l.cr = false
+		if p[0] != '\n' {
+			if _, err := l.w.Write(crOnly); err != nil {
+				return 0, err
+			}
+		}
+	}
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\r')
+		switch {
+		case i < 0:
+			_, err := l.w.Write(p)
+			return n, err
+		case i == len(p)-1:
+			l.cr = true
+			_, err := l.w.Write(p[:i])
+			return n, err
+		case p[i+1] == '\n':
+			if _, err := l.w.Write(p[:i]); err != nil {
+				return 0, err
+			}
+			p = p[i+1:] // starts with the LF
+		default:
+			if _, err := l.w.Write(p[:i+1]); err != nil {
+				return 0, err
+			}
+			p = p[i+1:]
+		}
+	}
+	return n, nil
+}
+
+// Close writes a CR left pending by the last write.
+func (l *lfWriter) Close() error {
+	if !l.cr {
+		return nil
+	}
+	l.cr = false
+	_, err := l.w.Write(crOnly)
+	return err
+}

@@ -1,0 +1,439 @@
+package smtpd
+
+import (
+	"errors"
+	"net/netip"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Parse errors. The session maps each to its reply; none of them carries
+// reply text (see reply.go).
+var (
+	errSyntax       = errors.New("syntax error")
+	errUnknownParam = errors.New("unsupported parameter")
+	errBadParam     = errors.New("bad parameter value")
+	errNullPath     = errors.New("null path as recipient")
+)
+
+// parseCommand splits a command line (without its line ending) into the verb,
+// upper-cased, and the argument. RFC 5321 §4.1.1 puts exactly one space
+// between them; like most servers we also take several, and ignore trailing
+// white space, which hand-typed sessions are full of.
+func parseCommand(line string) (verb, arg string) {
+	verb, arg, _ = strings.Cut(line, " ")
+	return strings.ToUpper(verb), strings.Trim(arg, " \t")
+}
+
+// parseHelo validates the argument of HELO or EHLO. RFC 5321 §4.1.1.1 wants a
+// domain or an address literal, but real clients send all kinds of names
+// (underscores, bare hostnames), so any single printable token is taken; it
+// only ever appears in the Received header and the logs.
+func parseHelo(arg string) (string, error) {
+	if arg == "" || strings.ContainsAny(arg, " \t") || !printable(arg) {
+		return "", errSyntax
+	}
+	return arg, nil
+}
+
+// printable reports whether s is valid UTF-8 without control characters.
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return false
+		}
+	}
+	return true
+}
+
+// address is a parsed mailbox (RFC 5321 §4.1.2 Mailbox).
+type address struct {
+	// local is the local part with quoting undone: "a b"@x has local `a b`.
+	local string
+	// domain is the domain or the address literal (with its brackets).
+	// It is empty only for the special recipient <postmaster>.
+	domain string
+	// raw is the mailbox exactly as written between the angle brackets,
+	// without any source route.
+	raw string
+}
+
+// ascii reports whether the address is pure ASCII; an address that is not
+// needs SMTPUTF8 (RFC 6531 §3.2).
+func (a address) ascii() bool {
+	for i := 0; i < len(a.raw); i++ {
+		if a.raw[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// mailParams are the parameters of MAIL FROM that the server supports.
+type mailParams struct {
+	size     int64  // SIZE=, RFC 1870; 0 when not given
+	body     string // BODY=, RFC 6152: "7BIT", "8BITMIME" or "" when not given
+	smtputf8 bool   // SMTPUTF8, RFC 6531
+}
+
+// parseMail parses the argument of MAIL: "FROM:" reverse-path [SP params].
+// A space after the colon is accepted, as real servers do. Parameters are
+// only allowed after EHLO (RFC 5321 §4.1.1.11).
+func parseMail(arg string, esmtp bool) (from address, null bool, params mailParams, err error) {
+	rest, ok := cutPrefixFold(arg, "FROM:")
+	if !ok {
+		return address{}, false, params, errSyntax
+	}
+	p := &parser{s: strings.TrimLeft(rest, " ")}
+	if strings.HasPrefix(p.s, "<>") {
+		p.i = 2
+		null = true
+	} else if from, err = p.path(); err != nil {
+		return address{}, false, params, err
+	}
+	words, err := p.parameters()
+	if err != nil {
+		return address{}, false, params, err
+	}
+	params, err = parseMailParams(words, esmtp)
+	return from, null, params, err
+}
+
+// parseRcpt parses the argument of RCPT: "TO:" forward-path [SP params].
+// No RCPT parameter is supported (the server offers no DSN), and the special
+// recipient <postmaster> without a domain is accepted (RFC 5321 §4.1.1.3).
+func parseRcpt(arg string) (to address, err error) {
+	rest, ok := cutPrefixFold(arg, "TO:")
+	if !ok {
+		return address{}, errSyntax
+	}
+	p := &parser{s: strings.TrimLeft(rest, " ")}
+	if strings.HasPrefix(p.s, "<>") {
+		return address{}, errNullPath
+	}
+	if len(p.s) >= 12 && strings.EqualFold(p.s[:12], "<postmaster>") {
+		p.i = 12
+		to = address{local: "postmaster", raw: p.s[1:11]}
+	} else if to, err = p.path(); err != nil {
+		return address{}, err
+	}
+	words, err := p.parameters()
+	if err != nil {
+		return address{}, err
+	}
+	if len(words) > 0 {
+		return address{}, errUnknownParam
+	}
+	return to, nil
+}
+
+// parseMailParams interprets the esmtp-params of MAIL FROM.
+func parseMailParams(words []string, esmtp bool) (mailParams, error) {
+	var mp mailParams
+	seen := make(map[string]bool, len(words))
+	for _, w := range words {
+		key, value, hasValue := strings.Cut(w, "=")
+		key = strings.ToUpper(key)
+		if !esmtp || !isKeyword(key) {
+			return mp, errUnknownParam
+		}
+		if seen[key] {
+			return mp, errBadParam
+		}
+		seen[key] = true
+		switch key {
+		case "SIZE": // RFC 1870 §6: size-value = 1*20DIGIT
+			n, err := strconv.ParseInt(value, 10, 64)
+			if !hasValue || len(value) > 20 || err != nil || n < 0 || strings.TrimLeft(value, "0123456789") != "" {
+				return mp, errBadParam
+			}
+			mp.size = n
+		case "BODY": // RFC 6152
+			mp.body = strings.ToUpper(value)
+			if mp.body != "7BIT" && mp.body != "8BITMIME" {
+				return mp, errBadParam
+			}
+		case "SMTPUTF8": // RFC 6531 §3.4: no value
+			if hasValue {
+				return mp, errBadParam
+			}
+			mp.smtputf8 = true
+		default:
+			return mp, errUnknownParam
+		}
+	}
+	return mp, nil
+}
+
+// isKeyword reports whether s is an esmtp-keyword:
+// (ALPHA / DIGIT) *(ALPHA / DIGIT / "-").
+func isKeyword(s string) bool {
+	if s == "" || s[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isAlnum(s[i]) && s[i] != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// cutPrefixFold is strings.CutPrefix, ignoring ASCII case.
+func cutPrefixFold(s, prefix string) (string, bool) {
+	if len(s) < len(prefix) || !strings.EqualFold(s[:len(prefix)], prefix) {
+		return s, false
+	}
+	return s[len(prefix):], true
+}
+
+// parser is a cursor over a command argument. Its methods mirror the
+// productions of RFC 5321 §4.1.2, extended for UTF-8 by RFC 6531 §3.3:
+// wherever ASCII atext or a domain label character is allowed, so is any
+// non-ASCII byte of valid UTF-8 (checked once, in path).
+type parser struct {
+	s string
+	i int
+}
+
+func (p *parser) peek() byte {
+	if p.i < len(p.s) {
+		return p.s[p.i]
+	}
+	return 0
+}
+
+func (p *parser) accept(c byte) bool {
+	if p.i < len(p.s) && p.s[p.i] == c {
+		p.i++
+		return true
+	}
+	return false
+}
+
+func (p *parser) expect(c byte) error {
+	if !p.accept(c) {
+		return errSyntax
+	}
+	return nil
+}
+
+// path parses Path = "<" [ A-d-l ":" ] Mailbox ">".
+// The source route (A-d-l) is parsed and ignored, as RFC 5321 §4.1.1.3 and
+// appendix C tell servers to do.
+func (p *parser) path() (address, error) {
+	if err := p.expect('<'); err != nil {
+		return address{}, err
+	}
+	if p.peek() == '@' {
+		if err := p.sourceRoute(); err != nil {
+			return address{}, err
+		}
+	}
+	start := p.i
+	a, err := p.mailbox()
+	if err != nil {
+		return address{}, err
+	}
+	a.raw = p.s[start:p.i]
+	if err := p.expect('>'); err != nil {
+		return address{}, err
+	}
+	if !utf8.ValidString(a.raw) {
+		return address{}, errSyntax
+	}
+	return a, nil
+}
+
+// sourceRoute parses A-d-l ":" where A-d-l = At-domain *( "," At-domain ).
+func (p *parser) sourceRoute() error {
+	for {
+		if err := p.expect('@'); err != nil {
+			return err
+		}
+		if _, err := p.domain(); err != nil {
+			return err
+		}
+		if !p.accept(',') {
+			return p.expect(':')
+		}
+	}
+}
+
+// mailbox parses Mailbox = Local-part "@" ( Domain / address-literal ).
+func (p *parser) mailbox() (address, error) {
+	local, err := p.localPart()
+	if err != nil {
+		return address{}, err
+	}
+	if err := p.expect('@'); err != nil {
+		return address{}, err
+	}
+	var domain string
+	if p.peek() == '[' {
+		domain, err = p.addressLiteral()
+	} else {
+		domain, err = p.domain()
+	}
+	if err != nil {
+		return address{}, err
+	}
+	return address{local: local, domain: domain}, nil
+}
+
+// localPart parses Local-part = Dot-string / Quoted-string and returns its
+// value, with quoting undone.
+func (p *parser) localPart() (string, error) {
+	if p.peek() == '"' {
+		return p.quotedString()
+	}
+	return p.dotString()
+}
+
+// dotString parses Dot-string = Atom *("." Atom).
+func (p *parser) dotString() (string, error) {
+	start := p.i
+	for {
+		if !p.atom() {
+			return "", errSyntax
+		}
+		if !p.accept('.') {
+			return p.s[start:p.i], nil
+		}
+	}
+}
+
+// atom parses Atom = 1*atext and reports whether it found one.
+func (p *parser) atom() bool {
+	start := p.i
+	for p.i < len(p.s) && isAtext(p.s[p.i]) {
+		p.i++
+	}
+	return p.i > start
+}
+
+// quotedString parses Quoted-string = DQUOTE *QcontentSMTP DQUOTE, where
+// QcontentSMTP = qtextSMTP / quoted-pairSMTP.
+func (p *parser) quotedString() (string, error) {
+	if err := p.expect('"'); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	for {
+		if p.i >= len(p.s) {
+			return "", errSyntax
+		}
+		c := p.s[p.i]
+		p.i++
+		switch {
+		case c == '"':
+			return b.String(), nil
+		case c == '\\': // quoted-pairSMTP = %d92 %d32-126
+			if p.i >= len(p.s) || p.s[p.i] < 32 || p.s[p.i] > 126 {
+				return "", errSyntax
+			}
+			b.WriteByte(p.s[p.i])
+			p.i++
+		case c >= 32 && c <= 126 || c >= utf8.RuneSelf: // qtextSMTP
+			b.WriteByte(c)
+		default:
+			return "", errSyntax
+		}
+	}
+}
+
+// domain parses Domain = sub-domain *("." sub-domain), where
+// sub-domain = Let-dig [Ldh-str]: letters, digits and inner hyphens.
+func (p *parser) domain() (string, error) {
+	start := p.i
+	for {
+		labelStart := p.i
+		for p.i < len(p.s) && (isAlnum(p.s[p.i]) || p.s[p.i] == '-' || p.s[p.i] >= utf8.RuneSelf) {
+			p.i++
+		}
+		label := p.s[labelStart:p.i]
+		if label == "" || label[0] == '-' || label[len(label)-1] == '-' {
+			return "", errSyntax
+		}
+		if !p.accept('.') {
+			return p.s[start:p.i], nil
+		}
+	}
+}
+
+// addressLiteral parses address-literal = "[" ( IPv4-address-literal /
+// IPv6-address-literal / General-address-literal ) "]".
+func (p *parser) addressLiteral() (string, error) {
+	start := p.i
+	end := strings.IndexByte(p.s[p.i:], ']')
+	if end < 0 {
+		return "", errSyntax
+	}
+	inner := p.s[p.i+1 : p.i+end]
+	p.i += end + 1
+	if tag, value, ok := strings.Cut(inner, ":"); ok {
+		if strings.EqualFold(tag, "IPv6") {
+			ip, err := netip.ParseAddr(value)
+			if err != nil || !ip.Is6() || ip.Zone() != "" {
+				return "", errSyntax
+			}
+			return p.s[start:p.i], nil
+		}
+		// General-address-literal = Standardized-tag ":" 1*dcontent
+		if !isKeyword(tag) || value == "" || !isDcontent(value) {
+			return "", errSyntax
+		}
+		return p.s[start:p.i], nil
+	}
+	ip, err := netip.ParseAddr(inner)
+	if err != nil || !ip.Is4() {
+		return "", errSyntax
+	}
+	return p.s[start:p.i], nil
+}
+
+// parameters parses what follows a path: nothing, or SP-separated
+// esmtp-params (RFC 5321 §4.1.2 Mail-parameters). Each is returned whole
+// ("SIZE=100"); values are checked by the caller.
+func (p *parser) parameters() ([]string, error) {
+	rest := p.s[p.i:]
+	if rest == "" {
+		return nil, nil
+	}
+	if rest[0] != ' ' {
+		return nil, errSyntax
+	}
+	words := strings.Fields(rest)
+	for _, w := range words {
+		if !printable(w) {
+			return nil, errSyntax
+		}
+	}
+	return words, nil
+}
+
+func isAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}
+
+// isAtext reports whether c may appear in an Atom (RFC 5322 §3.2.3 atext),
+// or is a byte of a UTF-8 sequence (RFC 6531 §3.3).
+func isAtext(c byte) bool {
+	return isAlnum(c) || strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0 || c >= utf8.RuneSelf
+}
+
+// isDcontent reports whether s is 1*dcontent: printable US-ASCII other than
+// "[", "\" and "]" (RFC 5321 §4.1.3).
+func isDcontent(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 33 || c > 126 || c == '[' || c == '\\' || c == ']' {
+			return false
+		}
+	}
+	return true
+}

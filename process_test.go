@@ -1,0 +1,131 @@
+package smtpd_test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// smtpdProcess is the smtpd command running as a child process: the test
+// binary itself, which TestMain put on $PATH under that name.
+type smtpdProcess struct {
+	cmd    *exec.Cmd
+	addr   string // from its "Listening on TCP" line
+	stdout *syncBuffer
+	stderr *syncBuffer
+	done   chan struct{} // closed when the process has exited
+	err    error         // its exit status, once done
+}
+
+var listeningTCP = regexp.MustCompile(`(?m)^Listening on TCP (\S+)$`)
+
+// startSmtpd starts smtpd in dir on 127.0.0.1 and a free port (args may
+// override both) and waits until it listens.
+func startSmtpd(dir string, env []string, args ...string) (*smtpdProcess, error) {
+	args = append([]string{"-l", "127.0.0.1", "-p", "0"}, args...)
+	p := &smtpdProcess{stdout: newSyncBuffer(), stderr: newSyncBuffer(), done: make(chan struct{})}
+	p.cmd = exec.Command("smtpd", args...)
+	p.cmd.Dir = dir
+	p.cmd.Env = env
+	p.cmd.Stdout = p.stdout
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+		p.stdout.closeWrites()
+	}()
+	if !p.stdout.waitMatch(listeningTCP, 10*time.Second) {
+		p.kill()
+		return nil, fmt.Errorf("smtpd did not start listening; stdout:\n%s\nstderr:\n%s", p.stdout.bytes(), p.stderr.bytes())
+	}
+	p.addr = listeningTCP.FindStringSubmatch(string(p.stdout.bytes()))[1]
+	return p, nil
+}
+
+func (p *smtpdProcess) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop signals the process and waits at most timeout for it to exit; it
+// returns the exit status as an error (nil for status 0).
+func (p *smtpdProcess) stop(sig syscall.Signal, timeout time.Duration) error {
+	p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(timeout):
+		p.kill()
+		return fmt.Errorf("smtpd still running %v after %v; killed", timeout, sig)
+	}
+}
+
+func (p *smtpdProcess) kill() {
+	p.cmd.Process.Signal(os.Kill)
+	<-p.done
+}
+
+// syncBuffer collects a process's output and lets a test wait for a match.
+type syncBuffer struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	changed chan struct{} // closed at the next write, then replaced
+	closed  bool          // the writer is gone: no more matches will come
+}
+
+func newSyncBuffer() *syncBuffer { return &syncBuffer{changed: make(chan struct{})} }
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Write(p)
+	close(b.changed)
+	b.changed = make(chan struct{})
+	return len(p), nil
+}
+
+// closeWrites tells waiters that nothing more will be written.
+func (b *syncBuffer) closeWrites() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
+
+func (b *syncBuffer) bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Clone(b.buf.Bytes())
+}
+
+// waitMatch waits until the output matches re, or timeout passes.
+func (b *syncBuffer) waitMatch(re *regexp.Regexp, timeout time.Duration) bool {
+	deadline := time.After(timeout)
+	for {
+		b.mu.Lock()
+		ok := re.Match(b.buf.Bytes())
+		changed, closed := b.changed, b.closed
+		b.mu.Unlock()
+		if ok || closed {
+			return ok
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			return false
+		}
+	}
+}

@@ -1,0 +1,322 @@
+package smtpd_test
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/tpe-protos/smtpd/client"
+	"github.com/tpe-protos/smtpd/internal/cli"
+)
+
+var update = flag.Bool("update", false, "rewrite the cmp golden sections of testdata/script")
+
+// TestMain makes the test binary double as the smtpd command: testscript
+// puts it on $PATH under that name, for scripts and for tests that run the
+// command as a separate process.
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"smtpd": func() { os.Exit(cli.SmtpdMain()) },
+	})
+}
+
+// TestScripts runs the end-to-end scripts of testdata/script.
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata/script",
+		RequireExplicitExec: true,
+		RequireUniqueNames:  true,
+		UpdateScripts:       *update,
+		Setup: func(e *testscript.Env) error {
+			e.Setenv("HOME", e.WorkDir)
+			e.Setenv("NO_COLOR", "1")
+			e.Setenv("TZ", "UTC")
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"start-smtpd": cmdStartSmtpd,
+			"stop-smtpd":  cmdStopSmtpd,
+			"smtpd-wait":  cmdSmtpdWait,
+			"smtp":        cmdSMTP,
+			"smtp-wait":   cmdSMTPWait,
+			"mail-count":  cmdMailCount,
+			"mail-cat":    cmdMailCat,
+			"exitcode":    cmdExitcode,
+		},
+	})
+}
+
+// scriptState is what the custom commands of one script share.
+type scriptState struct {
+	server   *smtpdProcess
+	dialogs  map[string]chan dialogResult // smtp -bg NAME
+}
+
+type dialogResult struct {
+	transcript string
+	err        error
+}
+
+var scriptStates sync.Map // *testscript.TestScript → *scriptState
+
+func stateOf(ts *testscript.TestScript) *scriptState {
+	v, loaded := scriptStates.LoadOrStore(ts, &scriptState{dialogs: make(map[string]chan dialogResult)})
+	st := v.(*scriptState)
+	if !loaded {
+		ts.Defer(func() {
+			if st.server != nil {
+				st.server.kill()
+			}
+			scriptStates.Delete(ts)
+		})
+	}
+	return st
+}
+
+// start-smtpd [flags]
+//
+// Starts the smtpd command in the script's directory, on 127.0.0.1 and a
+// free port unless the flags say otherwise, waits for its "Listening on"
+// line and sets SMTP_ADDR and SMTP_PORT. Its output is collected for
+// smtpd-wait and stop-smtpd. The script's end kills it if stop-smtpd did not.
+func cmdStartSmtpd(ts *testscript.TestScript, neg bool, args []string) {
+	if neg {
+		ts.Fatalf("unsupported: ! start-smtpd")
+	}
+	st := stateOf(ts)
+	if st.server != nil && !st.server.exited() {
+		ts.Fatalf("start-smtpd: a server is already running")
+	}
+	env := []string{}
+	for _, name := range []string{"PATH", "HOME", "TMPDIR", "NO_COLOR", "TZ"} {
+		env = append(env, name+"="+ts.Getenv(name))
+	}
+	p, err := startSmtpd(ts.MkAbs("."), env, args...)
+	ts.Check(err)
+	st.server = p
+	ts.Setenv("SMTP_ADDR", p.addr)
+	_, port, _ := strings.Cut(p.addr, ":")
+	ts.Setenv("SMTP_PORT", port)
+}
+
+// [!] stop-smtpd [-kill]
+//
+// Sends SIGTERM (SIGKILL with -kill) to the server, waits for it to exit and
+// copies its output to the script's stdout and stderr. It fails unless the
+// exit status is 0 (with !, unless it is not).
+func cmdStopSmtpd(ts *testscript.TestScript, neg bool, args []string) {
+	st := stateOf(ts)
+	if st.server == nil {
+		ts.Fatalf("stop-smtpd: no server started")
+	}
+	sig := syscall.SIGTERM
+	if slices.Equal(args, []string{"-kill"}) {
+		sig = syscall.SIGKILL
+	} else if len(args) > 0 {
+		ts.Fatalf("usage: stop-smtpd [-kill]")
+	}
+	err := st.server.stop(sig, 20*time.Second)
+	ts.Stdout().Write(st.server.stdout.bytes())
+	ts.Stderr().Write(st.server.stderr.bytes())
+	if sig == syscall.SIGKILL {
+		return
+	}
+	switch {
+	case err != nil && !neg:
+		ts.Fatalf("stop-smtpd: %v", err)
+	case err == nil && neg:
+		ts.Fatalf("stop-smtpd: server exited with status 0")
+	}
+}
+
+// smtpd-wait REGEXP
+//
+// Waits (10 s at most) until the server's output so far matches REGEXP.
+func cmdSmtpdWait(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: smtpd-wait REGEXP")
+	}
+	re, err := regexp.Compile("(?m)" + args[0])
+	ts.Check(err)
+	st := stateOf(ts)
+	if st.server == nil {
+		ts.Fatalf("smtpd-wait: no server started")
+	}
+	if !st.server.stdout.waitMatch(re, 10*time.Second) {
+		ts.Fatalf("smtpd-wait: no match for %q in the server's output:\n%s", args[0], st.server.stdout.bytes())
+	}
+}
+
+// [!] smtp [-addr HOST:PORT] [-bg NAME] FILE
+//
+// Plays the dialogue FILE (see client.Dialogue) against $SMTP_ADDR and
+// writes its transcript to stdout. With -bg it plays in the background;
+// smtp-wait NAME collects it.
+func cmdSMTP(ts *testscript.TestScript, neg bool, args []string) {
+	fs := flag.NewFlagSet("smtp", flag.ContinueOnError)
+	addr := fs.String("addr", ts.Getenv("SMTP_ADDR"), "")
+	bg := fs.String("bg", "", "")
+	if fs.Parse(args) != nil || fs.NArg() != 1 {
+		ts.Fatalf("usage: smtp [-addr HOST:PORT] [-bg NAME] FILE")
+	}
+	d, err := client.ParseDialogue(strings.NewReader(ts.ReadFile(fs.Arg(0))))
+	ts.Check(err)
+	if *bg != "" {
+		if neg {
+			ts.Fatalf("unsupported: ! smtp -bg (use ! smtp-wait)")
+		}
+		done := make(chan dialogResult, 1)
+		stateOf(ts).dialogs[*bg] = done
+		go func() { done <- playDialogue(*addr, d) }()
+		return
+	}
+	checkDialogue(ts, neg, playDialogue(*addr, d))
+}
+
+// [!] smtp-wait NAME
+//
+// Waits for the background dialogue NAME and writes its transcript to
+// stdout.
+func cmdSMTPWait(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: smtp-wait NAME")
+	}
+	done, ok := stateOf(ts).dialogs[args[0]]
+	if !ok {
+		ts.Fatalf("smtp-wait: no dialogue %q", args[0])
+	}
+	select {
+	case res := <-done:
+		checkDialogue(ts, neg, res)
+	case <-time.After(30 * time.Second):
+		ts.Fatalf("smtp-wait: dialogue %q still running after 30s", args[0])
+	}
+}
+
+func playDialogue(addr string, d *client.Dialogue) dialogResult {
+	var transcript bytes.Buffer
+	c, err := client.Dial(addr)
+	if err != nil {
+		return dialogResult{err: err}
+	}
+	defer c.Close()
+	c.Transcript = &transcript
+	c.Timeout = 10 * time.Second
+	err = d.Play(c)
+	return dialogResult{transcript: transcript.String(), err: err}
+}
+
+func checkDialogue(ts *testscript.TestScript, neg bool, res dialogResult) {
+	ts.Stdout().Write([]byte(res.transcript))
+	switch {
+	case res.err != nil && !neg:
+		ts.Fatalf("smtp: %v", res.err)
+	case res.err == nil && neg:
+		ts.Fatalf("smtp: dialogue succeeded unexpectedly")
+	}
+}
+
+// mail-count DIR N
+//
+// Checks that the Maildir DIR holds exactly N messages in new/ and nothing
+// in tmp/.
+func cmdMailCount(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: mail-count DIR N")
+	}
+	want, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	dir := ts.MkAbs(args[0])
+	if got := len(readDirNames(ts, filepath.Join(dir, "new"))); got != want {
+		ts.Fatalf("mail-count: %s/new holds %d messages, want %d", args[0], got, want)
+	}
+	if tmp := readDirNames(ts, filepath.Join(dir, "tmp")); len(tmp) != 0 {
+		ts.Fatalf("mail-count: %s/tmp is not empty: %q", args[0], tmp)
+	}
+}
+
+// mail-cat DIR
+//
+// Writes the messages in the Maildir DIR's new/ to stdout, oldest first,
+// each after a line "== FILE".
+func cmdMailCat(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: mail-cat DIR")
+	}
+	dir := filepath.Join(ts.MkAbs(args[0]), "new")
+	for _, name := range readDirNames(ts, dir) {
+		fmt.Fprintf(ts.Stdout(), "== %s\n", name)
+		ts.Stdout().Write([]byte(ts.ReadFile(filepath.Join(dir, name))))
+	}
+}
+
+// readDirNames lists a Maildir subdirectory in delivery order: the unique
+// names begin with seconds and microseconds.
+func readDirNames(ts *testscript.TestScript, dir string) []string {
+	entries, err := os.ReadDir(dir)
+	ts.Check(err)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	slices.SortFunc(names, func(a, b string) int { return compareMaildirNames(a, b) })
+	return names
+}
+
+// compareMaildirNames orders "<sec>.M<usec>P…" names by time.
+func compareMaildirNames(a, b string) int {
+	key := func(s string) (int64, int64) {
+		sec, rest, _ := strings.Cut(s, ".M")
+		usec, _, _ := strings.Cut(rest, "P")
+		x, _ := strconv.ParseInt(sec, 10, 64)
+		y, _ := strconv.ParseInt(usec, 10, 64)
+		return x, y
+	}
+	as, au := key(a)
+	bs, bu := key(b)
+	if as != bs {
+		return int(as - bs)
+	}
+	if au != bu {
+		return int(au - bu)
+	}
+	return strings.Compare(a, b)
+}
+
+// exitcode N PROG [ARGS...]
+//
+// Runs PROG and checks that it exits with status N; its output is kept for
+// stdout and stderr as after exec.
+func cmdExitcode(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: exitcode N PROG [ARGS...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	err = ts.Exec(args[1], args[2:]...)
+	got := 0
+	var exitErr *exec.ExitError
+	switch {
+	case errors.As(err, &exitErr):
+		got = exitErr.ExitCode()
+	case err != nil:
+		ts.Fatalf("exitcode: %v", err)
+	}
+	if got != want {
+		ts.Fatalf("exitcode: %s exited with status %d, want %d", args[1], got, want)
+	}
+}

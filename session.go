@@ -1,0 +1,508 @@
+package smtpd
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// state is where a session stands in the mail transaction of RFC 5321 §3.3.
+type state int
+
+const (
+	stateGreeted state = iota // 220 sent; waiting for HELO/EHLO
+	stateReady                // HELO/EHLO done; no transaction open
+	stateMail                 // MAIL accepted; a recipient is needed
+	stateRcpt                 // at least one RCPT accepted; DATA allowed
+)
+
+var stateNames = [...]string{"greeted", "ready", "mail", "rcpt"}
+
+func (st state) String() string { return stateNames[st] }
+
+// maxCommandLine is the longest command line, CRLF included
+// (RFC 5321 §4.5.3.1.4).
+const maxCommandLine = 512
+
+// readBufferSize is the size of a session's input buffer: a command line fits
+// many times over, and message data is read in chunks of this size.
+const readBufferSize = 4096
+
+var errLineTooLong = errors.New("line too long")
+
+// replyHangUp is the "reply" of a handler that finds the connection broken:
+// nothing can be sent, the session just ends.
+var replyHangUp = reply{close: true}
+
+// session is one SMTP connection. Its goroutine alone reads and writes the
+// connection; other goroutines only touch the atomic idle flag and the
+// connection's deadlines (Shutdown).
+type session struct {
+	srv    *Server
+	conn   net.Conn
+	br     *bufio.Reader // the only reader of conn: PIPELINING must lose nothing
+	out    []byte        // replies not yet flushed
+	id     string
+	remote net.Addr
+
+	// What the client said it is.
+	helo  string
+	esmtp bool
+
+	// The mail transaction (RFC 5321 §3.3).
+	state    state
+	from     address
+	nullFrom bool
+	params   mailParams
+	rcpts    []address
+
+	errors int         // replies counted against Config.MaxErrors
+	inData bool        // reading message data: each read gets DataTimeout
+	idle   atomic.Bool // blocked waiting for a command outside a transaction
+}
+
+func newSession(srv *Server, conn net.Conn, id uint64) *session {
+	s := &session{srv: srv, conn: conn, id: strconv.FormatUint(id, 10), remote: conn.RemoteAddr()}
+	s.br = bufio.NewReaderSize(s, readBufferSize)
+	return s
+}
+
+// Read reads from the connection for the session's bufio.Reader, counting
+// the bytes. While message data is read, every read gets a fresh DataTimeout:
+// RFC 5321 §4.5.3.2.6 times each block of data, not the whole message.
+func (s *session) Read(p []byte) (int, error) {
+	if s.inData {
+		s.conn.SetReadDeadline(time.Now().Add(s.srv.set.dataTimeout))
+	}
+	n, err := s.conn.Read(p)
+	s.srv.stats.bytesIn.Add(uint64(n))
+	return n, err
+}
+
+// serve runs the session until the client quits, the connection breaks, or
+// the server closes it.
+func (s *session) serve() {
+	defer s.end()
+	s.srv.trace.event(s.id, "connected from %s", s.remote)
+	s.send(replyGreeting(s.srv.set.hostname))
+	for {
+		r, err := s.next()
+		if err != nil {
+			s.srv.trace.event(s.id, "disconnected: %v", traceReason(err))
+			return
+		}
+		s.send(r)
+		if r.close {
+			s.flush()
+			s.srv.trace.event(s.id, "closed by server")
+			return
+		}
+		if r.isError() {
+			s.errors++
+			if s.errors >= s.srv.set.maxErrors {
+				s.send(replyTooManyErrors(s.srv.set.hostname))
+				s.flush()
+				return
+			}
+		}
+		// Shutdown lets a transaction finish; between transactions the
+		// session says goodbye.
+		if s.srv.shuttingDown() && s.state < stateMail {
+			s.send(replyShuttingDown(s.srv.set.hostname))
+			s.flush()
+			return
+		}
+	}
+}
+
+// end releases what the session holds; it runs last, even after a panic,
+// which it logs and answers with 421 rather than crash the server.
+func (s *session) end() {
+	if p := recover(); p != nil {
+		s.logger().Error("smtpd: panic in session", "panic", p, "stack", string(debug.Stack()))
+		s.out = s.out[:0]
+		s.send(reply{code: 421, enh: "4.3.0", text: s.srv.set.hostname + " Error: internal error, closing connection"})
+		s.flush()
+	}
+	s.conn.Close()
+	s.srv.untrack(s)
+}
+
+// next reads one command and returns the reply to send. An error means the
+// connection is gone and nothing more can be said.
+func (s *session) next() (reply, error) {
+	line, err := s.readCommand()
+	switch {
+	case err == nil:
+		return s.handle(line), nil
+	case errors.Is(err, errLineTooLong):
+		s.srv.trace.client(s.id, "<command line over 512 octets>")
+		return replyLineTooLong, nil
+	case isTimeout(err) && s.srv.shuttingDown():
+		return replyShuttingDown(s.srv.set.hostname), nil
+	case isTimeout(err):
+		return replyIdleTimeout(s.srv.set.hostname), nil
+	}
+	return reply{}, err
+}
+
+// readCommand flushes the pending replies if the client has sent nothing more
+// (so a pipelined batch gets its replies in one write, RFC 2920 §3.1), then
+// reads the next command line within CommandTimeout.
+func (s *session) readCommand() (string, error) {
+	s.conn.SetDeadline(time.Now().Add(s.srv.set.commandTimeout))
+	if s.br.Buffered() == 0 {
+		if err := s.flush(); err != nil {
+			return "", err
+		}
+	}
+	if s.state < stateMail {
+		// Shutdown wakes idle sessions by moving their read deadline
+		// to now. It sets its flag before it looks at ours, and we set
+		// ours before we look at its flag, so one of us sees the other.
+		s.idle.Store(true)
+		defer s.idle.Store(false)
+		if s.srv.shuttingDown() {
+			return "", os.ErrDeadlineExceeded
+		}
+	}
+	return s.readLine()
+}
+
+// readLine reads one line, without its line ending. A bare LF ends a command
+// line too (SPEC §3). A line over maxCommandLine octets is read to its end
+// and reported as errLineTooLong; the session stays in sync.
+func (s *session) readLine() (string, error) {
+	line, err := s.br.ReadSlice('\n')
+	for err == bufio.ErrBufferFull {
+		_, err = s.br.ReadSlice('\n')
+		if err == nil {
+			return "", errLineTooLong
+		}
+	}
+	if err != nil {
+		return "", err
+	}
+	if len(line) > maxCommandLine {
+		return "", errLineTooLong
+	}
+	line = bytes.TrimSuffix(line[:len(line)-1], []byte{'\r'})
+	return string(line), nil
+}
+
+// handle dispatches one command line to the handler of its verb.
+func (s *session) handle(line string) reply {
+	s.srv.trace.client(s.id, line)
+	verb, arg := parseCommand(line)
+	switch verb {
+	case "HELO":
+		return s.cmdHELO(arg)
+	case "EHLO":
+		return s.cmdEHLO(arg)
+	case "MAIL":
+		return s.cmdMAIL(arg)
+	case "RCPT":
+		return s.cmdRCPT(arg)
+	case "DATA":
+		return s.cmdDATA(arg)
+	case "RSET":
+		return s.cmdRSET(arg)
+	case "NOOP":
+		return replyOK
+	case "QUIT":
+		return replyBye
+	case "VRFY":
+		return s.cmdVRFY(arg)
+	case "HELP":
+		return replyHelp
+	case "EXPN", "STARTTLS", "AUTH", "BDAT", "ETRN", "TURN", "ATRN":
+		return replyNotImplemented
+	case "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "CONNECT":
+		// A web browser or a cross-protocol attack: nothing SMTP
+		// can follow, so close (as chasquid does).
+		return replyHTTP
+	case "":
+		return replyEmptyLine
+	}
+	return replyUnknownCommand
+}
+
+// cmdHELO answers HELO (RFC 5321 §4.1.1.1): no extensions.
+func (s *session) cmdHELO(arg string) reply {
+	helo, err := parseHelo(arg)
+	if err != nil {
+		return replySyntaxHELO
+	}
+	s.greeted(helo, false)
+	return reply{code: 250, text: s.srv.set.hostname}
+}
+
+// cmdEHLO answers EHLO with the extensions the server offers
+// (RFC 5321 §4.1.1.1). SIZE shows the limit in force right now, which the
+// management protocol can change.
+func (s *session) cmdEHLO(arg string) reply {
+	helo, err := parseHelo(arg)
+	if err != nil {
+		return replySyntaxEHLO
+	}
+	s.greeted(helo, true)
+	return reply{code: 250, text: s.srv.set.hostname + "\n" +
+		"PIPELINING\n" +
+		"SIZE " + strconv.FormatInt(s.srv.maxSize.Load(), 10) + "\n" +
+		"8BITMIME\n" +
+		"ENHANCEDSTATUSCODES\n" +
+		"SMTPUTF8\n" +
+		"HELP"}
+}
+
+// greeted records a HELO or EHLO, which also resets any transaction
+// (RFC 5321 §4.1.4).
+func (s *session) greeted(helo string, esmtp bool) {
+	s.reset()
+	s.helo, s.esmtp = helo, esmtp
+	s.state = stateReady
+}
+
+// cmdMAIL starts a transaction (RFC 5321 §4.1.1.2).
+func (s *session) cmdMAIL(arg string) reply {
+	switch {
+	case s.state < stateReady:
+		return replyNeedHELO
+	case s.state > stateReady:
+		return replyNestedMAIL
+	}
+	from, null, params, err := parseMail(arg, s.esmtp)
+	switch {
+	case errors.Is(err, errUnknownParam):
+		return replyUnknownParameter
+	case errors.Is(err, errBadParam):
+		return replyBadParameter
+	case err != nil:
+		return replySyntaxMAIL
+	case !null && !from.ascii() && !params.smtputf8:
+		return replyNeedSMTPUTF8
+	case params.size > s.srv.maxSize.Load():
+		// RFC 1870 §6.2: refuse at once what will not fit.
+		return replyTooBig
+	}
+	s.from, s.nullFrom, s.params = from, null, params
+	s.state = stateMail
+	return replySenderOK
+}
+
+// cmdRCPT adds a recipient (RFC 5321 §4.1.1.3).
+func (s *session) cmdRCPT(arg string) reply {
+	switch {
+	case s.state < stateReady:
+		return replyNeedHELO
+	case s.state < stateMail:
+		return replyNeedMAIL
+	}
+	to, err := parseRcpt(arg)
+	switch {
+	case errors.Is(err, errUnknownParam):
+		return replyUnknownParameter
+	case errors.Is(err, errNullPath):
+		return replyNullRecipient
+	case err != nil:
+		return replySyntaxRCPT
+	case !to.ascii() && !s.params.smtputf8:
+		return replyNeedSMTPUTF8
+	case len(s.rcpts) >= s.srv.set.maxRecipients:
+		// RFC 5321 §4.5.3.1.10: 452, and the client sends the rest
+		// in another transaction.
+		return replyTooManyRcpts
+	case !s.srv.isLocalDomain(to.domain):
+		return replyDomainNotLocal
+	}
+	s.rcpts = append(s.rcpts, to)
+	s.state = stateRcpt
+	return replyRecipientOK
+}
+
+// cmdDATA receives the message and stores it (RFC 5321 §4.1.1.4).
+func (s *session) cmdDATA(arg string) reply {
+	switch {
+	case arg != "":
+		return replyNoArgument
+	case s.state < stateReady:
+		return replyNeedHELO
+	case s.state == stateReady:
+		return replyNeedMAIL
+	case s.state == stateMail:
+		return replyNeedRCPT
+	}
+	defer s.reset()
+	return s.receive(s.newMessage())
+}
+
+// newMessage describes the transaction's message before its data arrives.
+func (s *session) newMessage() *Message {
+	m := &Message{
+		ID:         newQueueID(),
+		Helo:       s.helo,
+		ESMTP:      s.esmtp,
+		RemoteAddr: s.remote,
+		Body:       s.params.body,
+		SMTPUTF8:   s.params.smtputf8,
+		Time:       time.Now(),
+	}
+	if !s.nullFrom {
+		m.From = s.from.raw
+	}
+	for _, to := range s.rcpts {
+		m.To = append(m.To, to.raw)
+	}
+	return m
+}
+
+// mailboxes returns the distinct mailboxes of the transaction's recipients.
+func (s *session) mailboxes() []string {
+	boxes := make([]string, 0, len(s.rcpts))
+	seen := make(map[string]bool, len(s.rcpts))
+	for _, to := range s.rcpts {
+		box := mailboxName(to.local)
+		if !seen[box] {
+			seen[box] = true
+			boxes = append(boxes, box)
+		}
+	}
+	return boxes
+}
+
+// receive answers 354, reads the message data into a new delivery and
+// commits it. Only a committed delivery earns 250 (SPEC §3).
+func (s *session) receive(m *Message) reply {
+	host := s.srv.set.hostname
+	d, err := s.srv.store.create(s.mailboxes(), func(seen headerSet) []byte {
+		return append(m.traceHeaders(host), m.missingHeaders(seen, host)...)
+	})
+	if err != nil {
+		s.logger().Error("smtpd: cannot start delivery", "queue_id", m.ID, "err", err)
+		return replyLocalError
+	}
+	s.send(replyStartData)
+	if s.br.Buffered() == 0 {
+		if err := s.flush(); err != nil {
+			d.abort()
+			return replyHangUp
+		}
+	}
+	var w io.Writer = d
+	var kept *bytes.Buffer
+	if s.srv.Config.Delivered != nil {
+		kept = new(bytes.Buffer)
+		w = io.MultiWriter(d, kept)
+	}
+	s.inData = true
+	m.Size, err = readData(s.br, w, s.srv.maxSize.Load())
+	s.inData = false
+	s.srv.trace.data(s.id, m.Size)
+	if err != nil {
+		d.abort()
+		return s.dataFailure(m, err)
+	}
+	if m.Paths, err = d.commit(); err != nil {
+		s.logger().Error("smtpd: delivery failed", "queue_id", m.ID, "err", err)
+		return replyLocalError
+	}
+	if kept != nil {
+		m.Data = kept.Bytes()
+	}
+	s.srv.accepted(m)
+	return replyQueued(m.ID)
+}
+
+// dataFailure returns the reply to a DATA whose data could not be stored.
+func (s *session) dataFailure(m *Message, err error) reply {
+	var sinkErr *sinkError
+	switch {
+	case errors.Is(err, errMessageTooLarge):
+		return replyTooBig
+	case errors.As(err, &sinkErr):
+		s.logger().Error("smtpd: delivery failed", "queue_id", m.ID, "err", err)
+		return replyLocalError
+	case isTimeout(err):
+		return replyIdleTimeout(s.srv.set.hostname)
+	}
+	s.srv.trace.event(s.id, "disconnected during message data: %v", traceReason(err))
+	return replyHangUp
+}
+
+// cmdRSET aborts the transaction (RFC 5321 §4.1.1.5).
+func (s *session) cmdRSET(arg string) reply {
+	if arg != "" {
+		return replyNoArgument
+	}
+	s.reset()
+	return replyOK
+}
+
+// cmdVRFY never confirms an address (RFC 5321 §3.5.3 allows 252).
+func (s *session) cmdVRFY(arg string) reply {
+	if arg == "" {
+		return replySyntaxVRFY
+	}
+	return replyVRFY
+}
+
+// reset clears the mail transaction and nothing else (RFC 5321 §4.1.1.5).
+func (s *session) reset() {
+	if s.state > stateReady {
+		s.state = stateReady
+	}
+	s.from, s.nullFrom, s.params = address{}, false, mailParams{}
+	s.rcpts = s.rcpts[:0]
+}
+
+// send queues a reply; flush writes the queue.
+func (s *session) send(r reply) {
+	if r.code == 0 {
+		return
+	}
+	s.srv.trace.server(s.id, r)
+	s.out = r.appendTo(s.out)
+}
+
+func (s *session) flush() error {
+	if len(s.out) == 0 {
+		return nil
+	}
+	n, err := s.conn.Write(s.out)
+	s.srv.stats.bytesOut.Add(uint64(n))
+	if cap(s.out) > readBufferSize {
+		s.out = nil // do not keep a large batch's buffer while idle
+	} else {
+		s.out = s.out[:0]
+	}
+	return err
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// traceReason says in a few words why a connection ended.
+func traceReason(err error) string {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return "client closed the connection"
+	}
+	if errors.Is(err, net.ErrClosed) {
+		return "server closed the connection"
+	}
+	return err.Error()
+}
+
+// logger returns the server's logger with the session's attributes.
+func (s *session) logger() *slog.Logger {
+	return s.srv.log.With("session", s.id, "remote", s.remote)
+}

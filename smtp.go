@@ -1,0 +1,484 @@
+package smtpd
+
+import (
+	"context"
+	"encoding/base32"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config holds the settings of a Server. The zero Config is valid and safe:
+// a zero field means the documented default, never "unlimited". Negative
+// numbers are refused.
+type Config struct {
+	// Addr is the TCP address ListenAndServe listens on; "" means ":2525".
+	Addr string
+	// Hostname is the server's name in the greeting, the EHLO reply and
+	// the Received header; "" means os.Hostname().
+	Hostname string
+	// DataDir holds the Maildir tree and access.log; "" means
+	// "./smtpd-data". It is created if missing.
+	DataDir string
+	// MaildirRoot is the root of the Maildir tree; "" means
+	// DataDir/Maildir. Each recipient mailbox is a Maildir below it.
+	MaildirRoot string
+	// Domains lists the domains the server accepts mail for (compared
+	// without regard to case); other recipients get 550 5.7.1. Empty
+	// means every domain.
+	Domains []string
+	// MaxMessageBytes is the largest message accepted, advertised with
+	// EHLO's SIZE (RFC 1870); 0 means 10240000. The management protocol
+	// can change it at run time.
+	MaxMessageBytes int64
+	// MaxRecipients is the most recipients one message may have; 0 means
+	// 100.
+	MaxRecipients int
+	// MaxConns is the most concurrent sessions; a client over the limit
+	// gets 421 4.3.2 and is disconnected. 0 means 10000.
+	MaxConns int
+	// MaxErrors is how many error replies (5xx) a session may get before
+	// the server answers 421 4.7.0 and closes it; 0 means 10.
+	MaxErrors int
+	// CommandTimeout is how long the server waits for a command (and for
+	// the client to take a reply); an idle session then gets 421 4.4.2.
+	// 0 means 5 minutes (RFC 5321 §4.5.3.2.7).
+	CommandTimeout time.Duration
+	// DataTimeout is how long the server waits for each block of message
+	// data; 0 means 3 minutes (RFC 5321 §4.5.3.2.6).
+	DataTimeout time.Duration
+	// Logger receives operational events: start, delivery failures,
+	// panics. nil means slog.Default().
+	Logger *slog.Logger
+	// Trace receives the session trace, one line per protocol line, while
+	// the trace is on (Verbose, or switched on at run time). nil disables
+	// it.
+	Trace io.Writer
+	// TraceColor says when the trace is colored.
+	TraceColor ColorMode
+	// Verbose switches the trace on from the start.
+	Verbose bool
+	// Delivered, if set, is called with each message once it is stored
+	// durably and before the client gets its 250 reply, so a test that
+	// saw the reply can rely on the call having happened. The server then
+	// keeps each message's data in memory while it is received
+	// (Message.Data). It runs on the session's goroutine: a slow function
+	// slows that session only.
+	Delivered func(*Message)
+}
+
+// settings are a Config's values with the defaults applied. The Config the
+// user gave is never written to.
+type settings struct {
+	hostname       string
+	dataDir        string
+	maildirRoot    string
+	domains        map[string]bool
+	maxRecipients  int
+	maxConns       int
+	maxErrors      int
+	commandTimeout time.Duration
+	dataTimeout    time.Duration
+}
+
+// Defaults, from SPEC §2 and RFC 5321 §4.5.3.
+const (
+	DefaultAddr            = ":2525"
+	DefaultDataDir         = "smtpd-data"
+	DefaultMaxMessageBytes = 10240000
+	DefaultMaxRecipients   = 100
+	DefaultMaxConns        = 10000
+	DefaultMaxErrors       = 10
+	DefaultCommandTimeout  = 5 * time.Minute
+	DefaultDataTimeout     = 3 * time.Minute
+)
+
+// ErrServerClosed is returned by Serve and ListenAndServe after Shutdown or
+// Close, and by a second Close.
+var ErrServerClosed = errors.New("smtpd: Server closed")
+
+// Server is an SMTP server that stores what it accepts in Maildirs.
+// Create one with NewServer, or use &Server{Config: c}, whose Config is
+// checked when it starts serving. A Server must not be copied once used,
+// nor reused after Shutdown or Close.
+type Server struct {
+	Config Config
+
+	initOnce sync.Once
+	initErr  error
+	set      settings
+	store    *maildir
+	access   *accessLog
+	trace    *tracer
+	log      *slog.Logger
+
+	inShutdown  atomic.Bool
+	verbose     atomic.Bool  // the run-time trace switch
+	maxSize     atomic.Int64 // the run-time size limit
+	nextSession atomic.Uint64
+	stats       counters
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	addr      net.Addr
+	sessions  map[*session]struct{}
+	wg        sync.WaitGroup // one per session goroutine
+	closed    bool           // Close was called
+	release   sync.Once      // closes the Maildir root and the access log
+}
+
+// counters are the server's running totals.
+type counters struct {
+	connections atomic.Uint64 // every accepted connection, refused ones too
+	bytesIn     atomic.Uint64
+	bytesOut    atomic.Uint64
+	messages    atomic.Uint64 // messages accepted with 250
+}
+
+// NewServer checks cfg, creates the data directory and returns a Server
+// ready to serve.
+func NewServer(cfg Config) (*Server, error) {
+	srv := &Server{Config: cfg}
+	if err := srv.init(); err != nil {
+		return nil, err
+	}
+	return srv, nil
+}
+
+func (srv *Server) init() error {
+	srv.initOnce.Do(func() { srv.initErr = srv.setup() })
+	return srv.initErr
+}
+
+func (srv *Server) setup() error {
+	set, err := srv.Config.settings()
+	if err != nil {
+		return err
+	}
+	srv.set = set
+	srv.log = srv.Config.Logger
+	if srv.log == nil {
+		srv.log = slog.Default()
+	}
+	srv.maxSize.Store(srv.Config.MaxMessageBytes)
+	if srv.Config.MaxMessageBytes == 0 {
+		srv.maxSize.Store(DefaultMaxMessageBytes)
+	}
+	srv.verbose.Store(srv.Config.Verbose)
+	srv.trace = newTracer(srv.Config.Trace, srv.Config.TraceColor, &srv.verbose)
+	if srv.store, err = openMaildir(set.maildirRoot, set.hostname); err != nil {
+		return fmt.Errorf("smtpd: Maildir root: %w", err)
+	}
+	if srv.access, err = openAccessLog(filepath.Join(set.dataDir, "access.log")); err != nil {
+		srv.store.close()
+		return fmt.Errorf("smtpd: access log: %w", err)
+	}
+	srv.listeners = make(map[net.Listener]struct{})
+	srv.sessions = make(map[*session]struct{})
+	return nil
+}
+
+// settings applies the defaults to c and checks it.
+func (c *Config) settings() (settings, error) {
+	s := settings{
+		hostname:       c.Hostname,
+		dataDir:        orDefault(c.DataDir, DefaultDataDir),
+		maxRecipients:  orDefault(c.MaxRecipients, DefaultMaxRecipients),
+		maxConns:       orDefault(c.MaxConns, DefaultMaxConns),
+		maxErrors:      orDefault(c.MaxErrors, DefaultMaxErrors),
+		commandTimeout: orDefault(c.CommandTimeout, DefaultCommandTimeout),
+		dataTimeout:    orDefault(c.DataTimeout, DefaultDataTimeout),
+	}
+	s.maildirRoot = orDefault(c.MaildirRoot, filepath.Join(s.dataDir, "Maildir"))
+	if s.hostname == "" {
+		s.hostname, _ = os.Hostname()
+		if s.hostname == "" {
+			s.hostname = "localhost"
+		}
+	}
+	if _, err := parseHelo(s.hostname); err != nil {
+		return s, fmt.Errorf("smtpd: Config.Hostname %q is not a host name", s.hostname)
+	}
+	switch {
+	case c.MaxMessageBytes < 0:
+		return s, errors.New("smtpd: Config.MaxMessageBytes must not be negative")
+	case c.MaxRecipients < 0:
+		return s, errors.New("smtpd: Config.MaxRecipients must not be negative")
+	case c.MaxConns < 0:
+		return s, errors.New("smtpd: Config.MaxConns must not be negative")
+	case c.MaxErrors < 0:
+		return s, errors.New("smtpd: Config.MaxErrors must not be negative")
+	case c.CommandTimeout < 0:
+		return s, errors.New("smtpd: Config.CommandTimeout must not be negative")
+	case c.DataTimeout < 0:
+		return s, errors.New("smtpd: Config.DataTimeout must not be negative")
+	}
+	s.domains = make(map[string]bool, len(c.Domains))
+	for _, d := range c.Domains {
+		d = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
+		if !validDomain(d) {
+			return s, fmt.Errorf("smtpd: Config.Domains: %q is not a domain", d)
+		}
+		s.domains[d] = true
+	}
+	return s, nil
+}
+
+// orDefault returns v, or def when v is the zero value.
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// validDomain reports whether d is a domain or an address literal.
+func validDomain(d string) bool {
+	p := &parser{s: d}
+	var err error
+	if strings.HasPrefix(d, "[") {
+		_, err = p.addressLiteral()
+	} else {
+		_, err = p.domain()
+	}
+	return err == nil && p.i == len(d)
+}
+
+// isLocalDomain reports whether the server accepts mail for domain. The
+// domain-less <postmaster> is always local (RFC 5321 §4.5.1).
+func (srv *Server) isLocalDomain(domain string) bool {
+	return len(srv.set.domains) == 0 || domain == "" || srv.set.domains[strings.ToLower(domain)]
+}
+
+// ListenAndServe listens on Config.Addr and serves SMTP until Shutdown or
+// Close. To learn the address of a ":0" listener, listen yourself and call
+// Serve instead.
+func (srv *Server) ListenAndServe() error {
+	if err := srv.init(); err != nil {
+		return err
+	}
+	if srv.shuttingDown() {
+		return ErrServerClosed
+	}
+	l, err := net.Listen("tcp", orDefault(srv.Config.Addr, DefaultAddr))
+	if err != nil {
+		return err
+	}
+	return srv.Serve(l)
+}
+
+// Serve accepts connections on l and serves each in its own goroutine. It
+// always returns a non-nil error and closes l; after Shutdown or Close the
+// error is ErrServerClosed.
+func (srv *Server) Serve(l net.Listener) error {
+	l = &onceCloseListener{Listener: l}
+	defer l.Close()
+	if err := srv.init(); err != nil {
+		return err
+	}
+	if !srv.trackListener(l, true) {
+		return ErrServerClosed
+	}
+	defer srv.trackListener(l, false)
+	var delay time.Duration // backoff after temporary accept errors
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			if srv.shuttingDown() {
+				return ErrServerClosed
+			}
+			var te interface{ Temporary() bool }
+			if errors.As(err, &te) && te.Temporary() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				srv.log.Error("smtpd: accept failed; retrying", "err", err, "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		srv.startSession(conn)
+	}
+}
+
+// startSession tracks a new connection and starts its goroutine, or turns it
+// away when the server is full.
+func (srv *Server) startSession(conn net.Conn) {
+	srv.stats.connections.Add(1)
+	srv.mu.Lock()
+	if srv.shuttingDown() {
+		srv.mu.Unlock()
+		conn.Close()
+		return
+	}
+	if len(srv.sessions) >= srv.set.maxConns {
+		srv.mu.Unlock()
+		srv.refuse(conn)
+		return
+	}
+	s := newSession(srv, conn, srv.nextSession.Add(1))
+	srv.sessions[s] = struct{}{}
+	srv.wg.Add(1)
+	srv.mu.Unlock()
+	go func() {
+		defer srv.wg.Done()
+		s.serve()
+	}()
+}
+
+// refuse answers a connection over MaxConns with 421 and closes it. A new
+// connection's send buffer is empty, so the write does not block; the
+// deadline is there in case it ever does.
+func (srv *Server) refuse(conn net.Conn) {
+	conn.SetWriteDeadline(time.Now().Add(time.Second))
+	n, _ := conn.Write(replyTooManyConns(srv.set.hostname).appendTo(nil))
+	srv.stats.bytesOut.Add(uint64(n))
+	conn.Close()
+}
+
+func (srv *Server) untrack(s *session) {
+	srv.mu.Lock()
+	delete(srv.sessions, s)
+	srv.mu.Unlock()
+}
+
+// trackListener adds or removes l; it refuses to add once shutdown began.
+func (srv *Server) trackListener(l net.Listener, add bool) bool {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if !add {
+		delete(srv.listeners, l)
+		return true
+	}
+	if srv.shuttingDown() {
+		return false
+	}
+	srv.listeners[l] = struct{}{}
+	if srv.addr == nil {
+		srv.addr = l.Addr()
+	}
+	return true
+}
+
+// Addr returns the address of the first listener the server served, or nil
+// before Serve began.
+func (srv *Server) Addr() net.Addr {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	return srv.addr
+}
+
+func (srv *Server) shuttingDown() bool { return srv.inShutdown.Load() }
+
+// Shutdown stops the server gracefully: it closes the listeners, lets every
+// session finish the transaction it is in, sends 421 4.3.2 to sessions
+// between transactions, and waits for all sessions to end. If ctx ends
+// first, Shutdown returns ctx.Err() and the remaining sessions go on; call
+// Close to end them.
+func (srv *Server) Shutdown(ctx context.Context) error {
+	srv.inShutdown.Store(true)
+	srv.mu.Lock()
+	srv.closeListeners()
+	for s := range srv.sessions {
+		if s.idle.Load() {
+			s.conn.SetReadDeadline(time.Now())
+		}
+	}
+	srv.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		srv.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		srv.releaseResources()
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close closes the listeners and every connection at once, waits for the
+// session goroutines to return and releases the server's files. Messages
+// being received are lost (their clients got no 250). A second Close returns
+// ErrServerClosed.
+func (srv *Server) Close() error {
+	srv.inShutdown.Store(true)
+	srv.mu.Lock()
+	if srv.closed {
+		srv.mu.Unlock()
+		return ErrServerClosed
+	}
+	srv.closed = true
+	srv.closeListeners()
+	for s := range srv.sessions {
+		s.conn.Close()
+	}
+	srv.mu.Unlock()
+	srv.wg.Wait()
+	srv.releaseResources()
+	return nil
+}
+
+func (srv *Server) closeListeners() {
+	for l := range srv.listeners {
+		l.Close()
+	}
+}
+
+func (srv *Server) releaseResources() {
+	srv.release.Do(func() {
+		if srv.store != nil {
+			srv.store.close()
+		}
+		if srv.access != nil {
+			srv.access.close()
+		}
+	})
+}
+
+// accepted records a stored message: counters, access log, Delivered.
+func (srv *Server) accepted(m *Message) {
+	srv.stats.messages.Add(1)
+	if err := srv.access.write(m); err != nil {
+		srv.log.Error("smtpd: access log", "queue_id", m.ID, "err", err)
+	}
+	if srv.Config.Delivered != nil {
+		srv.Config.Delivered(m)
+	}
+}
+
+// onceCloseListener lets Serve and Shutdown both close a listener.
+type onceCloseListener struct {
+	net.Listener
+	once sync.Once
+	err  error
+}
+
+func (l *onceCloseListener) Close() error {
+	l.once.Do(func() { l.err = l.Listener.Close() })
+	return l.err
+}
+
+// queueIDEncoding writes queue ids in upper-case base32, without padding.
+var queueIDEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// newQueueID returns a random 13-character queue id.
+func newQueueID() string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], rand.Uint64())
+	return queueIDEncoding.EncodeToString(b[:])
+}
