@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -71,7 +72,7 @@ type session struct {
 
 func newSession(srv *Server, conn net.Conn, id uint64) *session {
 	s := &session{srv: srv, conn: conn, id: strconv.FormatUint(id, 10), remote: conn.RemoteAddr()}
-	s.br = bufio.NewReaderSize(s, readBufferSize)
+	s.acquireReader()
 	return s
 }
 
@@ -133,6 +134,7 @@ func (s *session) end() {
 		s.flush()
 	}
 	s.conn.Close()
+	s.releaseReader()
 	s.srv.untrack(s)
 }
 
@@ -173,8 +175,37 @@ func (s *session) readCommand() (string, error) {
 		if s.srv.shuttingDown() {
 			return "", os.ErrDeadlineExceeded
 		}
+		if s.br.Buffered() == 0 {
+			// Between transactions a client may stay silent for
+			// minutes: wait without holding the read buffer.
+			s.releaseReader()
+			err := waitReadable(s.conn)
+			s.acquireReader()
+			if err != nil {
+				return "", err
+			}
+		}
 	}
 	return s.readLine()
+}
+
+// readers holds the read buffers of sessions that are waiting between
+// transactions; a session only holds one while it has input to read.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufferSize) }}
+
+// releaseReader gives the session's empty read buffer back to the pool.
+func (s *session) releaseReader() {
+	if s.br == nil {
+		return
+	}
+	s.br.Reset(nil)
+	readers.Put(s.br)
+	s.br = nil
+}
+
+func (s *session) acquireReader() {
+	s.br = readers.Get().(*bufio.Reader)
+	s.br.Reset(s)
 }
 
 // readLine reads one line, without its line ending. A bare LF ends a command

@@ -176,6 +176,9 @@ func (srv *Server) setup() error {
 	}
 	srv.verbose.Store(srv.Config.Verbose)
 	srv.trace = newTracer(srv.Config.Trace, srv.Config.TraceColor, &srv.verbose)
+	if err := os.MkdirAll(set.dataDir, 0o700); err != nil {
+		return fmt.Errorf("smtpd: data directory: %w", err)
+	}
 	if srv.store, err = openMaildir(set.maildirRoot, set.hostname); err != nil {
 		return fmt.Errorf("smtpd: Maildir root: %w", err)
 	}

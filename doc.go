@@ -1,0 +1,56 @@
+// Package smtpd is an SMTP server that stores the mail it accepts in
+// Maildirs: a local mail sink, a real server to embed in the tests of code
+// that sends mail, and a readable protocol lesson.
+//
+// It implements RFC 5321 with these extensions:
+//
+//	PIPELINING           RFC 2920
+//	SIZE                 RFC 1870
+//	8BITMIME             RFC 6152
+//	ENHANCEDSTATUSCODES  RFC 2034, RFC 3463
+//	SMTPUTF8             RFC 6531
+//
+// A Server never relays: every recipient is a local mailbox, and a message
+// is answered "250" only once it is durably on disk (written to tmp/,
+// fsynced, renamed into new/, new/ fsynced). Message data ends only at
+// <CRLF>.<CRLF>, so SMTP smuggling cannot slip a second message through.
+//
+// # Embedding
+//
+// The zero Config is valid and safe; NewServer checks a Config and prepares
+// the data directory, and the lifecycle follows net/http:
+//
+//	srv, err := smtpd.NewServer(smtpd.Config{DataDir: dir})
+//	if err != nil {
+//		return err
+//	}
+//	l, err := net.Listen("tcp", "127.0.0.1:0")
+//	if err != nil {
+//		return err
+//	}
+//	go srv.Serve(l) // returns ErrServerClosed after Shutdown or Close
+//	...
+//	err = srv.Shutdown(ctx) // finish transactions, 421 to idle sessions
+//
+// Tests should use package smtpdtest, which does the above on a free
+// loopback port with a temporary directory and lets the test wait for the
+// messages it expects.
+//
+// # Storage
+//
+// Each recipient's local part, lower-cased and made safe as a file name,
+// names a Maildir below Config.MaildirRoot. A stored message starts with the
+// Return-Path and Received header fields, then From, To, Date and Message-ID
+// when the message lacks them, then the message as sent with each CRLF turned
+// into LF. DataDir/access.log gets one JSON line per accepted message.
+//
+// # Tracing
+//
+// With Config.Trace set and the trace switched on, every line of every
+// session is written there, colored by direction and reply class:
+//
+//	14:25:11.120 [7] C: MAIL FROM:<bob@example.net>
+//	14:25:11.120 [7] S: 250 2.1.0 Ok
+//	14:25:11.121 [7] C: RCPT TO:<alice@example.org>
+//	14:25:11.121 [7] S: 250 2.1.5 Ok
+package smtpd
