@@ -62,8 +62,8 @@ func TestScripts(t *testing.T) {
 
 // scriptState is what the custom commands of one script share.
 type scriptState struct {
-	server   *smtpdProcess
-	dialogs  map[string]chan dialogResult // smtp -bg NAME
+	server  *smtpdProcess
+	dialogs map[string]chan dialogResult // smtp -bg NAME
 }
 
 type dialogResult struct {
