@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -14,20 +15,25 @@ import (
 // smtpdProcess is the smtpd command running as a child process: the test
 // binary itself, which TestMain put on $PATH under that name.
 type smtpdProcess struct {
-	cmd    *exec.Cmd
-	addr   string // from its "Listening on TCP" line
-	stdout *syncBuffer
-	stderr *syncBuffer
-	done   chan struct{} // closed when the process has exited
-	err    error         // its exit status, once done
+	cmd  *exec.Cmd
+	addr string // from its "Listening on TCP" line
+	// metricsAddr is from its "Listening on UDP" line; empty with -M -1.
+	metricsAddr string
+	stdout      *syncBuffer
+	stderr      *syncBuffer
+	done        chan struct{} // closed when the process has exited
+	err         error         // its exit status, once done
 }
 
-var listeningTCP = regexp.MustCompile(`(?m)^Listening on TCP (\S+)$`)
+var (
+	listeningTCP = regexp.MustCompile(`(?m)^Listening on TCP (\S+)$`)
+	listeningUDP = regexp.MustCompile(`(?m)^Listening on UDP (\S+)$`)
+)
 
-// startSmtpd starts smtpd in dir on 127.0.0.1 and a free port (args may
-// override both) and waits until it listens.
+// startSmtpd starts smtpd in dir on 127.0.0.1 and free TCP and UDP ports
+// (args may override them) and waits until it listens.
 func startSmtpd(dir string, env []string, args ...string) (*smtpdProcess, error) {
-	args = append([]string{"-l", "127.0.0.1", "-p", "0"}, args...)
+	args = append([]string{"-l", "127.0.0.1", "-p", "0", "-M", "0"}, args...)
 	p := &smtpdProcess{stdout: newSyncBuffer(), stderr: newSyncBuffer(), done: make(chan struct{})}
 	p.cmd = exec.Command("smtpd", args...)
 	p.cmd.Dir = dir
@@ -42,12 +48,36 @@ func startSmtpd(dir string, env []string, args ...string) (*smtpdProcess, error)
 		close(p.done)
 		p.stdout.closeWrites()
 	}()
-	if !p.stdout.waitMatch(listeningTCP, 10*time.Second) {
+	// The UDP line follows the TCP line unless the last -M is -1.
+	ready := listeningUDP
+	if metricsOff(args) {
+		ready = listeningTCP
+	}
+	if !p.stdout.waitMatch(ready, 10*time.Second) {
 		p.kill()
 		return nil, fmt.Errorf("smtpd did not start listening; stdout:\n%s\nstderr:\n%s", p.stdout.bytes(), p.stderr.bytes())
 	}
-	p.addr = listeningTCP.FindStringSubmatch(string(p.stdout.bytes()))[1]
+	out := p.stdout.bytes()
+	p.addr = string(listeningTCP.FindSubmatch(out)[1])
+	if m := listeningUDP.FindSubmatch(out); m != nil {
+		p.metricsAddr = string(m[1])
+	}
 	return p, nil
+}
+
+// metricsOff reports whether the last -M flag in args is -1 (the forms
+// "-M -1" and "-M=-1").
+func metricsOff(args []string) bool {
+	off := false
+	for i, a := range args {
+		switch {
+		case a == "-M" && i+1 < len(args):
+			off = args[i+1] == "-1"
+		case strings.HasPrefix(a, "-M="):
+			off = a == "-M=-1"
+		}
+	}
+	return off
 }
 
 func (p *smtpdProcess) exited() bool {

@@ -30,7 +30,8 @@ var update = flag.Bool("update", false, "rewrite the cmp golden sections of test
 // command as a separate process.
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
-		"smtpd": func() { os.Exit(cli.SmtpdMain()) },
+		"smtpd":          func() { os.Exit(cli.SmtpdMain()) },
+		"metrics_client": func() { os.Exit(cli.MetricsClientMain()) },
 	})
 }
 
@@ -89,10 +90,12 @@ func stateOf(ts *testscript.TestScript) *scriptState {
 
 // start-smtpd [flags]
 //
-// Starts the smtpd command in the script's directory, on 127.0.0.1 and a
-// free port unless the flags say otherwise, waits for its "Listening on"
-// line and sets SMTP_ADDR and SMTP_PORT. Its output is collected for
-// smtpd-wait and stop-smtpd. The script's end kills it if stop-smtpd did not.
+// Starts the smtpd command in the script's directory, on 127.0.0.1 and free
+// ports (TCP and UDP) unless the flags say otherwise, waits for its
+// "Listening on" lines and sets SMTP_ADDR and SMTP_PORT, and METRICS_ADDR
+// and METRICS_PORT when the management protocol is on. Its output is
+// collected for smtpd-wait and stop-smtpd. The script's end kills it if
+// stop-smtpd did not.
 func cmdStartSmtpd(ts *testscript.TestScript, neg bool, args []string) {
 	if neg {
 		ts.Fatalf("unsupported: ! start-smtpd")
@@ -111,6 +114,9 @@ func cmdStartSmtpd(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Setenv("SMTP_ADDR", p.addr)
 	_, port, _ := strings.Cut(p.addr, ":")
 	ts.Setenv("SMTP_PORT", port)
+	ts.Setenv("METRICS_ADDR", p.metricsAddr)
+	_, port, _ = strings.Cut(p.metricsAddr, ":")
+	ts.Setenv("METRICS_PORT", port)
 }
 
 // [!] stop-smtpd [-kill]

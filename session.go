@@ -233,6 +233,7 @@ func (s *session) readLine() (string, error) {
 func (s *session) handle(line string) reply {
 	s.srv.trace.client(s.id, line)
 	verb, arg := parseCommand(line)
+	s.srv.stats.countCommand(verb)
 	switch verb {
 	case "HELO":
 		return s.cmdHELO(arg)
@@ -442,6 +443,7 @@ func (s *session) receive(m *Message) reply {
 		return s.dataFailure(m, err)
 	}
 	if m.Paths, err = d.commit(); err != nil {
+		s.srv.stats.failed.Add(1)
 		s.logger().Error("smtpd: delivery failed", "queue_id", m.ID, "err", err)
 		return replyLocalError
 	}
@@ -457,8 +459,10 @@ func (s *session) dataFailure(m *Message, err error) reply {
 	var sinkErr *sinkError
 	switch {
 	case errors.Is(err, errMessageTooLarge):
+		s.srv.stats.rejected.Add(1)
 		return replyTooBig
 	case errors.As(err, &sinkErr):
+		s.srv.stats.failed.Add(1)
 		s.logger().Error("smtpd: delivery failed", "queue_id", m.ID, "err", err)
 		return replyLocalError
 	case isTimeout(err):
@@ -500,6 +504,7 @@ func (s *session) send(r reply) {
 		return
 	}
 	s.srv.trace.server(s.id, r)
+	s.srv.stats.countReply(r.code)
 	s.out = r.appendTo(s.out)
 }
 

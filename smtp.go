@@ -68,6 +68,19 @@ type Config struct {
 	TraceColor ColorMode
 	// Verbose switches the trace on from the start.
 	Verbose bool
+	// MetricsAddr is the UDP address ListenAndServe also serves the
+	// management protocol on (SPEC §6); "" means none. Keep it on a
+	// loopback address unless the network is trusted: the protocol is
+	// authenticated, not encrypted.
+	MetricsAddr string
+	// MetricsKey is the secret that authenticates management requests
+	// and responses (HMAC-SHA256); at least 16 bytes. The management
+	// protocol is refused without it.
+	MetricsKey []byte
+	// StateFile, if set, is where the counters that persist (connections,
+	// bytes, messages) are saved, every 10 seconds and at Shutdown and
+	// Close, and loaded from at start.
+	StateFile string
 	// Delivered, if set, is called with each message once it is stored
 	// durably and before the client gets its 250 reply, so a test that
 	// saw the reply can rely on the call having happened. The server then
@@ -122,27 +135,26 @@ type Server struct {
 	trace    *tracer
 	log      *slog.Logger
 
+	started     time.Time
 	inShutdown  atomic.Bool
 	verbose     atomic.Bool  // the run-time trace switch
 	maxSize     atomic.Int64 // the run-time size limit
+	filterOn    atomic.Bool  // the run-time content filter switch
 	nextSession atomic.Uint64
 	stats       counters
+	replay      replayGuard // of the management protocol
 
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	addr      net.Addr
-	sessions  map[*session]struct{}
-	wg        sync.WaitGroup // one per session goroutine
-	closed    bool           // Close was called
-	release   sync.Once      // closes the Maildir root and the access log
-}
-
-// counters are the server's running totals.
-type counters struct {
-	connections atomic.Uint64 // every accepted connection, refused ones too
-	bytesIn     atomic.Uint64
-	bytesOut    atomic.Uint64
-	messages    atomic.Uint64 // messages accepted with 250
+	mu          sync.Mutex
+	listeners   map[net.Listener]struct{}
+	packetConns map[net.PacketConn]struct{}
+	addr        net.Addr
+	metricsAddr net.Addr
+	sessions    map[*session]struct{}
+	wg          sync.WaitGroup // one per session goroutine
+	closed      bool           // Close was called
+	saverStop   chan struct{}  // stops the periodic saving of the counters
+	saverDone   chan struct{}
+	release     sync.Once // saves the counters, closes the Maildir root and the access log
 }
 
 // NewServer checks cfg, creates the data directory and returns a Server
@@ -166,9 +178,13 @@ func (srv *Server) setup() error {
 		return err
 	}
 	srv.set = set
+	srv.started = time.Now()
 	srv.log = srv.Config.Logger
 	if srv.log == nil {
 		srv.log = slog.Default()
+	}
+	if key := srv.Config.MetricsKey; len(key) > 0 && len(key) < minMetricsKey {
+		return errors.New("smtpd: Config.MetricsKey must hold at least 16 bytes")
 	}
 	srv.maxSize.Store(srv.Config.MaxMessageBytes)
 	if srv.Config.MaxMessageBytes == 0 {
@@ -187,7 +203,9 @@ func (srv *Server) setup() error {
 		return fmt.Errorf("smtpd: access log: %w", err)
 	}
 	srv.listeners = make(map[net.Listener]struct{})
+	srv.packetConns = make(map[net.PacketConn]struct{})
 	srv.sessions = make(map[*session]struct{})
+	srv.loadState()
 	return nil
 }
 
@@ -265,8 +283,9 @@ func (srv *Server) isLocalDomain(domain string) bool {
 }
 
 // ListenAndServe listens on Config.Addr and serves SMTP until Shutdown or
-// Close. To learn the address of a ":0" listener, listen yourself and call
-// Serve instead.
+// Close, and the management protocol on Config.MetricsAddr if it is set. To
+// learn the address of a ":0" listener, listen yourself and call Serve (and
+// ServeMetrics) instead.
 func (srv *Server) ListenAndServe() error {
 	if err := srv.init(); err != nil {
 		return err
@@ -277,6 +296,14 @@ func (srv *Server) ListenAndServe() error {
 	l, err := net.Listen("tcp", orDefault(srv.Config.Addr, DefaultAddr))
 	if err != nil {
 		return err
+	}
+	if srv.Config.MetricsAddr != "" {
+		pc, err := net.ListenPacket("udp", srv.Config.MetricsAddr)
+		if err != nil {
+			l.Close()
+			return err
+		}
+		go srv.ServeMetrics(pc)
 	}
 	return srv.Serve(l)
 }
@@ -294,6 +321,7 @@ func (srv *Server) Serve(l net.Listener) error {
 		return ErrServerClosed
 	}
 	defer srv.trackListener(l, false)
+	srv.startStateSaver()
 	var delay time.Duration // backoff after temporary accept errors
 	for {
 		conn, err := l.Accept()
@@ -332,6 +360,7 @@ func (srv *Server) startSession(conn net.Conn) {
 	}
 	s := newSession(srv, conn, srv.nextSession.Add(1))
 	srv.sessions[s] = struct{}{}
+	srv.stats.sessions.Add(1)
 	srv.wg.Add(1)
 	srv.mu.Unlock()
 	go func() {
@@ -353,6 +382,7 @@ func (srv *Server) refuse(conn net.Conn) {
 func (srv *Server) untrack(s *session) {
 	srv.mu.Lock()
 	delete(srv.sessions, s)
+	srv.stats.sessions.Add(-1)
 	srv.mu.Unlock()
 }
 
@@ -384,7 +414,8 @@ func (srv *Server) Addr() net.Addr {
 
 func (srv *Server) shuttingDown() bool { return srv.inShutdown.Load() }
 
-// Shutdown stops the server gracefully: it closes the listeners, lets every
+// Shutdown stops the server gracefully: it closes the listeners (and the
+// management socket), lets every
 // session finish the transaction it is in, sends 421 4.3.2 to sessions
 // between transactions, and waits for all sessions to end. If ctx ends
 // first, Shutdown returns ctx.Err() and the remaining sessions go on; call
@@ -440,10 +471,16 @@ func (srv *Server) closeListeners() {
 	for l := range srv.listeners {
 		l.Close()
 	}
+	for pc := range srv.packetConns {
+		pc.Close()
+	}
 }
 
 func (srv *Server) releaseResources() {
 	srv.release.Do(func() {
+		if srv.initErr == nil && srv.store != nil {
+			srv.stopStateSaver()
+		}
 		if srv.store != nil {
 			srv.store.close()
 		}

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -53,14 +54,15 @@ type smtpdFlags struct {
 	idleTimeout           time.Duration
 	dataTimeout           time.Duration
 	shutdownTimeout       time.Duration
+	metricsHTTP           string
 }
 
 func (f *smtpdFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.port, "p", 2525, "SMTP TCP `port` (0: any free port, printed at startup)")
 	fs.StringVar(&f.listen, "l", "", "SMTP listen `address` (default all interfaces)")
-	fs.IntVar(&f.metricsPort, "M", 7030, "management UDP `port` (0: any free port; -1: off) [not served yet]")
-	fs.StringVar(&f.metricsListen, "L", "127.0.0.1", "management listen `address` [not served yet]")
-	fs.StringVar(&f.dataDir, "d", smtpd.DefaultDataDir, "data `directory`: Maildir/, access.log")
+	fs.IntVar(&f.metricsPort, "M", 7030, "management UDP `port` (0: any free port, printed; -1: off)")
+	fs.StringVar(&f.metricsListen, "L", "127.0.0.1", "management listen `address`")
+	fs.StringVar(&f.dataDir, "d", smtpd.DefaultDataDir, "data `directory`: Maildir/, access.log, metrics.key, metrics.state")
 	fs.StringVar(&f.maildir, "maildir", "", "Maildir root `directory` (default DIR/Maildir)")
 	fs.StringVar(&f.hostname, "hostname", "", "`name` in the greeting, EHLO reply and Received header (default the host name)")
 	fs.StringVar(&f.domains, "domains", "", "comma-separated local `domains`; other recipients get 550 (default accept any)")
@@ -72,6 +74,7 @@ func (f *smtpdFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.color, "color", "auto", "trace colors: auto, always or never")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", smtpd.DefaultCommandTimeout, "how long to wait for a command")
 	fs.DurationVar(&f.dataTimeout, "data-timeout", smtpd.DefaultDataTimeout, "how long to wait for each block of message data")
+	fs.StringVar(&f.metricsHTTP, "metrics-http", "", "serve Prometheus metrics at http://`ADDR`/metrics (default off)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown waits for sessions")
 }
 
@@ -108,7 +111,7 @@ func (f *smtpdFlags) config(stdout, stderr io.Writer) (smtpd.Config, error) {
 			domains = append(domains, d)
 		}
 	}
-	return smtpd.Config{
+	cfg := smtpd.Config{
 		Hostname:        f.hostname,
 		DataDir:         f.dataDir,
 		MaildirRoot:     f.maildir,
@@ -123,7 +126,21 @@ func (f *smtpdFlags) config(stdout, stderr io.Writer) (smtpd.Config, error) {
 		Trace:           stdout,
 		TraceColor:      colorMode,
 		Verbose:         f.verbose,
-	}, nil
+	}
+	if f.metricsPort >= 0 {
+		// The key and the counters live in the data directory, which
+		// must exist before the server creates it.
+		if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
+			return cfg, fmt.Errorf("data directory: %w", err)
+		}
+		key, err := loadOrCreateKey(filepath.Join(f.dataDir, "metrics.key"))
+		if err != nil {
+			return cfg, fmt.Errorf("management key: %w", err)
+		}
+		cfg.MetricsKey = key
+		cfg.StateFile = filepath.Join(f.dataDir, "metrics.state")
+	}
+	return cfg, nil
 }
 
 // Smtpd runs the smtpd command: it serves until ctx is done, then shuts
@@ -132,7 +149,7 @@ func Smtpd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("smtpd", flag.ContinueOnError)
 	var f smtpdFlags
 	f.register(fs)
-	if code, done := parseFlags(fs, args, stdout, stderr); done {
+	if code, done := parseCommandLine(fs, args, stdout, stderr, "", ""); done {
 		return code
 	}
 	if err := f.check(); err != nil {
@@ -147,21 +164,69 @@ func Smtpd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		// A bad hostname or domain, or a directory that cannot be used.
 		return usageError(stderr, "smtpd", errors.New(strings.TrimPrefix(err.Error(), "smtpd: ")))
 	}
-	l, err := net.Listen("tcp", net.JoinHostPort(f.listen, strconv.Itoa(f.port)))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	served, err := listenAndServe(ctx, srv, &f, stdout)
 	if err != nil {
 		srv.Close()
 		fmt.Fprintf(stderr, "smtpd: %v\n", err)
 		return exitFailure
 	}
-	fmt.Fprintf(stdout, "Listening on TCP %s\n", l.Addr())
-	return serveUntilDone(ctx, srv, l, f.shutdownTimeout, stderr)
+	return serveUntilDone(ctx, srv, served, f.shutdownTimeout, stderr)
 }
 
-// serveUntilDone serves l until ctx is done or serving fails, then shuts the
-// server down, waiting at most grace for sessions to finish.
-func serveUntilDone(ctx context.Context, srv *smtpd.Server, l net.Listener, grace time.Duration, stderr io.Writer) int {
-	served := make(chan error, 1)
+// listenAndServe binds the listeners the flags ask for, prints one
+// "Listening on" line for each, and serves them. Each serving goroutine
+// sends its result on the returned channel.
+func listenAndServe(ctx context.Context, srv *smtpd.Server, f *smtpdFlags, stdout io.Writer) (<-chan error, error) {
+	var (
+		l, httpL net.Listener
+		pc       net.PacketConn
+		err      error
+	)
+	closeAll := func() {
+		for _, c := range []io.Closer{l, httpL, pc} {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}
+	if l, err = net.Listen("tcp", net.JoinHostPort(f.listen, strconv.Itoa(f.port))); err != nil {
+		return nil, err
+	}
+	if f.metricsPort >= 0 {
+		if pc, err = net.ListenPacket("udp", net.JoinHostPort(f.metricsListen, strconv.Itoa(f.metricsPort))); err != nil {
+			closeAll()
+			return nil, err
+		}
+	}
+	if f.metricsHTTP != "" {
+		if httpL, err = net.Listen("tcp", f.metricsHTTP); err != nil {
+			closeAll()
+			return nil, fmt.Errorf("-metrics-http: %w", err)
+		}
+	}
+	served := make(chan error, 3)
+	fmt.Fprintf(stdout, "Listening on TCP %s\n", l.Addr())
 	go func() { served <- srv.Serve(l) }()
+	if pc != nil {
+		fmt.Fprintf(stdout, "Listening on UDP %s\n", pc.LocalAddr())
+		go func() { served <- srv.ServeMetrics(pc) }()
+	}
+	if httpL != nil {
+		fmt.Fprintf(stdout, "Listening on HTTP %s\n", httpL.Addr())
+		go func() {
+			if err := servePrometheus(ctx, srv, httpL); err != nil {
+				served <- fmt.Errorf("-metrics-http: %w", err)
+			}
+		}()
+	}
+	return served, nil
+}
+
+// serveUntilDone waits until ctx is done or serving fails, then shuts the
+// server down, waiting at most grace for sessions to finish.
+func serveUntilDone(ctx context.Context, srv *smtpd.Server, served <-chan error, grace time.Duration, stderr io.Writer) int {
 	select {
 	case err := <-served:
 		srv.Close()
@@ -176,24 +241,27 @@ func serveUntilDone(ctx context.Context, srv *smtpd.Server, l net.Listener, grac
 		fmt.Fprintf(stderr, "smtpd: sessions still open after %v; closing them\n", grace)
 	}
 	srv.Close()
-	<-served
 	return exitOK
 }
 
-// parseFlags parses args; done reports that the command must exit with
-// code (after -h, or a bad flag reported in one line).
-func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (code int, done bool) {
+// parseCommandLine parses args. Positional arguments are refused unless
+// argsUsage names them. done reports that the command must exit with code:
+// after -h (usage on stdout), or after a bad flag reported in one line.
+func parseCommandLine(fs *flag.FlagSet, args []string, stdout, stderr io.Writer, argsUsage, help string) (code int, done bool) {
 	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		fs.SetOutput(stdout)
-		fmt.Fprintf(stdout, "Usage of %s:\n", fs.Name())
+		fmt.Fprintf(stdout, "Usage: %s [flags] %s\n", fs.Name(), argsUsage)
 		fs.PrintDefaults()
+		if help != "" {
+			fmt.Fprintln(stdout, help)
+		}
 		return exitOK, true
 	case err != nil:
 		return usageError(stderr, fs.Name(), err), true
-	case fs.NArg() > 0:
+	case fs.NArg() > 0 && argsUsage == "":
 		return usageError(stderr, fs.Name(), fmt.Errorf("unexpected argument %q", fs.Arg(0))), true
 	}
 	return 0, false

@@ -1,0 +1,104 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tpe-protos/smtpd"
+)
+
+// statsCollector exports a server's counters for Prometheus, read at each
+// scrape from smtpd.Server.Stats: the counters the management protocol
+// serves, under the usual names and units, plus commands by verb and replies
+// by code as chasquid exports them.
+type statsCollector struct {
+	srv *smtpd.Server
+
+	connections, sessions, bytes, messages *prometheus.Desc
+	commands, replies                      *prometheus.Desc
+	uptime, maxSize, verbose               *prometheus.Desc
+}
+
+func newStatsCollector(srv *smtpd.Server) *statsCollector {
+	return &statsCollector{
+		srv:         srv,
+		connections: prometheus.NewDesc("smtpd_connections_total", "SMTP connections accepted, refused ones included.", nil, nil),
+		sessions:    prometheus.NewDesc("smtpd_sessions_active", "SMTP sessions open now.", nil, nil),
+		bytes:       prometheus.NewDesc("smtpd_bytes_total", "Bytes received (in) and sent (out) by SMTP sessions.", []string{"direction"}, nil),
+		messages:    prometheus.NewDesc("smtpd_messages_total", "Messages by result: accepted (250), rejected (552 after the data), failed (451, not stored).", []string{"result"}, nil),
+		commands:    prometheus.NewDesc("smtpd_commands_total", "SMTP commands received, by verb.", []string{"verb"}, nil),
+		replies:     prometheus.NewDesc("smtpd_replies_total", "SMTP replies sent, by code.", []string{"code"}, nil),
+		uptime:      prometheus.NewDesc("smtpd_uptime_seconds", "Time since the server started.", nil, nil),
+		maxSize:     prometheus.NewDesc("smtpd_max_message_bytes", "The message size limit in force.", nil, nil),
+		verbose:     prometheus.NewDesc("smtpd_trace_enabled", "1 when the session trace is on.", nil, nil),
+	}
+}
+
+func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.connections, c.sessions, c.bytes, c.messages, c.commands, c.replies, c.uptime, c.maxSize, c.verbose} {
+		ch <- d
+	}
+}
+
+func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.srv.Stats()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v)
+	}
+	counter(c.connections, st.Connections)
+	gauge(c.sessions, float64(st.Sessions))
+	counter(c.bytes, st.BytesIn, "in")
+	counter(c.bytes, st.BytesOut, "out")
+	counter(c.messages, st.Messages, "accepted")
+	counter(c.messages, st.Rejected, "rejected")
+	counter(c.messages, st.Failed, "failed")
+	for verb, n := range st.Commands {
+		counter(c.commands, n, verb)
+	}
+	for code, n := range st.Replies {
+		counter(c.replies, n, strconv.Itoa(code))
+	}
+	gauge(c.uptime, st.Uptime.Seconds())
+	gauge(c.maxSize, float64(st.MaxMessageBytes))
+	verbose := 0.0
+	if st.Verbose {
+		verbose = 1
+	}
+	gauge(c.verbose, verbose)
+}
+
+// prometheusServer serves /metrics for srv on l, with the Go runtime and
+// process collectors, from a registry of its own (no global state).
+func prometheusServer(srv *smtpd.Server) *http.Server {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newStatsCollector(srv), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+}
+
+// servePrometheus serves the exporter on l until ctx is done.
+func servePrometheus(ctx context.Context, srv *smtpd.Server, l net.Listener) error {
+	hs := prometheusServer(srv)
+	stop := context.AfterFunc(ctx, func() {
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		hs.Shutdown(shutdownCtx)
+	})
+	defer stop()
+	if err := hs.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
