@@ -3,6 +3,7 @@ package smtpd_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"net/smtp"
 	"os"
@@ -86,24 +87,33 @@ func storedForm(wire []byte) []byte { return bytes.ReplaceAll(wire, []byte("\r\n
 
 // splitTraceFields splits a stored message into the server's leading
 // Return-Path field, its Received field (with continuation lines, without
-// the final LF) and the rest.
+// the final LF) and the rest; it fails the test if they are not there.
 func splitTraceFields(t *testing.T, stored []byte) (returnPath, received string, rest []byte) {
 	t.Helper()
+	returnPath, received, rest, err := cutTraceFields(stored)
+	if err != nil {
+		t.Fatalf("%v:\n%s", err, stored)
+	}
+	return returnPath, received, rest
+}
+
+// cutTraceFields is splitTraceFields returning an error.
+func cutTraceFields(stored []byte) (returnPath, received string, rest []byte, err error) {
 	line, rest, ok := bytes.Cut(stored, []byte("\n"))
 	if !ok || !bytes.HasPrefix(line, []byte("Return-Path: ")) {
-		t.Fatalf("stored message does not start with Return-Path:\n%s", stored)
+		return "", "", nil, errors.New("stored message does not start with a Return-Path field")
 	}
 	returnPath = string(line)
 	line, rest, ok = bytes.Cut(rest, []byte("\n"))
 	if !ok || !bytes.HasPrefix(line, []byte("Received: ")) {
-		t.Fatalf("stored message: Received: does not follow Return-Path:\n%s", stored)
+		return "", "", nil, errors.New("stored message: no Received field after Return-Path")
 	}
 	fields := []string{string(line)}
 	for len(rest) > 0 && (rest[0] == ' ' || rest[0] == '\t') {
 		line, rest, _ = bytes.Cut(rest, []byte("\n"))
 		fields = append(fields, string(line))
 	}
-	return returnPath, strings.Join(fields, "\n"), rest
+	return returnPath, strings.Join(fields, "\n"), rest, nil
 }
 
 // checkDelivered waits for the single message of an interop test and
