@@ -238,37 +238,75 @@ var lcMessage = []byte("From: <bob@example.net>\r\nTo: <alice@example.org>\r\nSu
 	"Date: Mon, 02 Jan 2006 15:04:05 -0700\r\nMessage-ID: <lifecycle@example.net>\r\n\r\nHello.\r\n")
 
 func TestServeAfterShutdownOrClose(t *testing.T) {
-	for _, stop := range []string{"Shutdown", "Close"} {
-		t.Run(stop, func(t *testing.T) {
-			srv, err := smtpd.NewServer(lcConfig(t))
-			if err != nil {
-				t.Fatal(err)
+	for _, zero := range []bool{false, true} {
+		for _, stop := range []string{"Shutdown", "Close"} {
+			name := "NewServer/" + stop
+			if zero {
+				name = "zero-value/" + stop
 			}
-			if stop == "Shutdown" {
-				err = srv.Shutdown(t.Context())
-			} else {
-				err = srv.Close()
-			}
-			if err != nil {
-				t.Fatalf("%s: %v", stop, err)
-			}
-			l := lcListen(t)
-			if err := srv.Serve(l); !errors.Is(err, smtpd.ErrServerClosed) {
-				t.Fatalf("Serve after %s = %v, want ErrServerClosed", stop, err)
-			}
-			// net/http's contract: Serve always closes the listener.
-			if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
-				t.Errorf("Accept after Serve returned: %v, want net.ErrClosed", err)
-			}
-			if srv.Addr() != nil {
-				t.Errorf("Addr() = %v after a refused Serve, want nil", srv.Addr())
-			}
-		})
+			t.Run(name, func(t *testing.T) {
+				cfg := lcConfig(t)
+				srv := &smtpd.Server{Config: cfg}
+				if !zero {
+					var err error
+					if srv, err = smtpd.NewServer(cfg); err != nil {
+						t.Fatal(err)
+					}
+				}
+				var err error
+				if stop == "Shutdown" {
+					err = srv.Shutdown(t.Context())
+				} else {
+					err = srv.Close()
+				}
+				if err != nil {
+					t.Fatalf("%s: %v", stop, err)
+				}
+				l := lcListen(t)
+				if err := srv.Serve(l); !errors.Is(err, smtpd.ErrServerClosed) {
+					t.Fatalf("Serve after %s = %v, want ErrServerClosed", stop, err)
+				}
+				// net/http's contract: Serve always closes the listener.
+				if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
+					t.Errorf("Accept after Serve returned: %v, want net.ErrClosed", err)
+				}
+				if srv.Addr() != nil {
+					t.Errorf("Addr() = %v after a refused Serve, want nil", srv.Addr())
+				}
+				srv.Close()
+				if open := openFilesUnder(t, cfg.DataDir); len(open) > 0 {
+					t.Errorf("after %s, Serve and Close, the server still holds open: %q", stop, open)
+				}
+			})
+		}
 	}
 }
 
+// openFilesUnder lists the files under dir that this process holds open,
+// from /proc/self/fd; it skips the check where there is no /proc.
+func openFilesUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Logf("not checking for open files: %v", err)
+		return nil
+	}
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real
+	}
+	var open []string
+	for _, fd := range fds {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if err == nil && (target == dir || strings.HasPrefix(target, dir+string(filepath.Separator))) {
+			open = append(open, target)
+		}
+	}
+	return open
+}
+
 func TestCloseEndsServe(t *testing.T) {
-	s := lcStart(t, lcConfig(t))
+	cfg := lcConfig(t)
+	s := lcStart(t, cfg)
 	c := dialReady(t, s.addr, "client.test") // Serve is accepting
 	if err := s.srv.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -281,10 +319,14 @@ func TestCloseEndsServe(t *testing.T) {
 	if err := s.srv.Close(); !errors.Is(err, smtpd.ErrServerClosed) {
 		t.Errorf("second Close = %v, want ErrServerClosed", err)
 	}
+	if open := openFilesUnder(t, cfg.DataDir); len(open) > 0 {
+		t.Errorf("after Close the server still holds open: %q", open)
+	}
 }
 
 func TestShutdownIdleSession(t *testing.T) {
-	s := lcStart(t, lcConfig(t))
+	cfg := lcConfig(t)
+	s := lcStart(t, cfg)
 	c := dialReady(t, s.addr, "client.test")
 	done := shutdownAsync(s.srv, t.Context())
 	r := expectReply(t, c, 421, "4.3.2")
@@ -297,6 +339,9 @@ func TestShutdownIdleSession(t *testing.T) {
 	}
 	if err := s.serveResult(t); !errors.Is(err, smtpd.ErrServerClosed) {
 		t.Errorf("Serve after Shutdown = %v, want ErrServerClosed", err)
+	}
+	if open := openFilesUnder(t, cfg.DataDir); len(open) > 0 {
+		t.Errorf("after Shutdown the server still holds open: %q", open)
 	}
 	// The listener is closed: a new client is refused outright.
 	if conn, err := net.DialTimeout("tcp", s.addr, lcWait); err == nil {
@@ -394,6 +439,9 @@ func TestShutdownDeadline(t *testing.T) {
 	// tmp/ and never reached new/.
 	if files := mailboxFiles(t, filepath.Join(cfg.DataDir, "Maildir"), "alice"); len(files) != 0 {
 		t.Errorf("alice/new holds %d messages, want none", len(files))
+	}
+	if open := openFilesUnder(t, cfg.DataDir); len(open) > 0 {
+		t.Errorf("after Close the server still holds open: %q", open)
 	}
 }
 
