@@ -62,7 +62,10 @@ func TestDurabilityAfterSIGKILL(t *testing.T) {
 		once      sync.Once
 		wg        sync.WaitGroup
 	)
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	// Time bounds: at most 12 s of traffic (it takes 1–2 s here), 10 s
+	// for the restart (startSmtpd) and 5 s for the final stop, so the
+	// test ends within 30 s whatever happens.
+	ctx, cancel := context.WithTimeout(t.Context(), 12*time.Second)
 	defer cancel()
 	fail := func(i int, what string, err error) {
 		if killed.Load() {
@@ -236,7 +239,7 @@ func TestDurabilityAfterSIGKILL(t *testing.T) {
 	if err := c.Quit(); err != nil {
 		t.Fatal(err)
 	}
-	if err := p2.stop(syscall.SIGTERM, 10*time.Second); err != nil {
+	if err := p2.stop(syscall.SIGTERM, 5*time.Second); err != nil {
 		t.Errorf("restarted smtpd: %v\nstderr:\n%s", err, p2.stderr.bytes())
 	}
 }
