@@ -172,6 +172,13 @@ func (srv *Server) init() error {
 	return srv.initErr
 }
 
+// preventInit makes a server that never started refuse to start, and waits
+// for a start under way to finish, so that Shutdown and Close release
+// whatever it opened.
+func (srv *Server) preventInit() {
+	srv.initOnce.Do(func() { srv.initErr = ErrServerClosed })
+}
+
 func (srv *Server) setup() error {
 	set, err := srv.Config.settings()
 	if err != nil {
@@ -221,14 +228,17 @@ func (c *Config) settings() (settings, error) {
 		dataTimeout:    orDefault(c.DataTimeout, DefaultDataTimeout),
 	}
 	s.maildirRoot = orDefault(c.MaildirRoot, filepath.Join(s.dataDir, "Maildir"))
+	// The greeting, EHLO reply and Received header name the server with
+	// a domain (RFC 5321 §4.1.1.1). A host whose own name is not one
+	// still starts, as "localhost".
 	if s.hostname == "" {
 		s.hostname, _ = os.Hostname()
-		if s.hostname == "" {
+		if !validDomain(s.hostname) || strings.HasPrefix(s.hostname, "[") {
 			s.hostname = "localhost"
 		}
 	}
-	if _, err := parseHelo(s.hostname); err != nil {
-		return s, fmt.Errorf("smtpd: Config.Hostname %q is not a host name", s.hostname)
+	if !validDomain(s.hostname) {
+		return s, fmt.Errorf("smtpd: Config.Hostname %q is not a domain or an address literal", s.hostname)
 	}
 	switch {
 	case c.MaxMessageBytes < 0:
@@ -422,6 +432,7 @@ func (srv *Server) shuttingDown() bool { return srv.inShutdown.Load() }
 // Close to end them.
 func (srv *Server) Shutdown(ctx context.Context) error {
 	srv.inShutdown.Store(true)
+	srv.preventInit()
 	srv.mu.Lock()
 	srv.closeListeners()
 	for s := range srv.sessions {
@@ -451,6 +462,7 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 // ErrServerClosed.
 func (srv *Server) Close() error {
 	srv.inShutdown.Store(true)
+	srv.preventInit()
 	srv.mu.Lock()
 	if srv.closed {
 		srv.mu.Unlock()
