@@ -17,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -61,33 +62,46 @@ func openMaildir(dir, hostname string) (*maildir, error) {
 func (md *maildir) close() error { return md.root.Close() }
 
 // mailboxName maps a recipient's local part to its mailbox directory name:
-// lower-cased, and with every byte that could be unsafe in a file name
-// percent-encoded, so that distinct local parts never share a mailbox by
-// accident. A name can never be empty, ".", "..", start with a dot, or hold a
-// separator, NUL or control byte; an overlong one is cut and given a hash of
-// the whole, to stay under NAME_MAX.
+// lower-cased, with every character that could be unsafe or invisible in a
+// file name percent-encoded (as the bytes of its UTF-8 form), so that
+// distinct local parts never share a mailbox by accident. A name is never
+// empty, ".", "..", never starts with a dot, never holds a separator, NUL,
+// control or format character; an overlong one is cut and given a hash of
+// the whole, to stay well under NAME_MAX.
 func mailboxName(local string) string {
-	s := strings.ToLower(local)
-	validUTF8 := utf8.ValidString(s)
 	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case isAlnum(c), strings.IndexByte("!#$&'*+-=?^_`{|}~", c) >= 0,
-			c == '.' && i > 0,
-			c >= utf8.RuneSelf && validUTF8:
-			b.WriteByte(c)
-		default:
-			fmt.Fprintf(&b, "%%%02x", c)
+	if utf8.ValidString(local) {
+		for i, r := range strings.ToLower(local) {
+			if safeInMailboxName(r, i) {
+				b.WriteRune(r)
+			} else {
+				percentEncode(&b, string(r))
+			}
+		}
+	} else {
+		// Not text: lower-case ASCII only, and encode every other
+		// byte, so that no two inputs meet in U+FFFD.
+		for i := 0; i < len(local); i++ {
+			c := local[i]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c < utf8.RuneSelf && safeInMailboxName(rune(c), i) {
+				b.WriteByte(c)
+			} else {
+				percentEncode(&b, local[i:i+1])
+			}
 		}
 	}
 	name := b.String()
 	if name == "" {
-		return "%22%22" // the empty quoted local part ""@domain
+		// Encoding never makes "%" followed by a non-hex letter, so
+		// this cannot be any other local part's name.
+		return "%empty"
 	}
 	const maxName, keep = 128, 96
 	if len(name) > maxName {
-		sum := sha256.Sum256([]byte(local))
+		sum := sha256.Sum256([]byte(name))
 		cut := keep
 		for cut > 0 && !utf8.RuneStart(name[cut]) {
 			cut--
@@ -95,6 +109,26 @@ func mailboxName(local string) string {
 		name = name[:cut] + "~" + hex.EncodeToString(sum[:8])
 	}
 	return name
+}
+
+// safeInMailboxName reports whether r, at byte offset i of the name, may
+// stand as itself: letters, digits, the safe atext punctuation, a dot that
+// does not start the name, and visible non-ASCII characters.
+func safeInMailboxName(r rune, i int) bool {
+	switch {
+	case r < utf8.RuneSelf:
+		c := byte(r)
+		return isAlnum(c) || strings.IndexByte("!#$&'*+-=?^_`{|}~", c) >= 0 || c == '.' && i > 0
+	case unicode.IsSpace(r):
+		return false
+	}
+	return unicode.IsGraphic(r) && !unicode.Is(unicode.Cf, r)
+}
+
+func percentEncode(b *strings.Builder, s string) {
+	for i := 0; i < len(s); i++ {
+		fmt.Fprintf(b, "%%%02x", s[i])
+	}
 }
 
 // uniqueName returns a file name no other delivery will use, in the form
