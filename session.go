@@ -102,8 +102,10 @@ func (s *session) serve() {
 		}
 		s.send(r)
 		if r.close {
-			s.flush()
-			s.srv.trace.event(s.id, "closed by server")
+			if r.code != 0 {
+				s.flush()
+				s.srv.trace.event(s.id, "closed by server")
+			}
 			return
 		}
 		if r.isError() {
@@ -418,6 +420,7 @@ func (s *session) receive(m *Message) reply {
 		return append(m.traceHeaders(host), m.missingHeaders(seen, host)...)
 	})
 	if err != nil {
+		s.srv.stats.failed.Add(1)
 		s.logger().Error("smtpd: cannot start delivery", "queue_id", m.ID, "err", err)
 		return replyLocalError
 	}
