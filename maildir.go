@@ -118,7 +118,8 @@ func safeInMailboxName(r rune, i int) bool {
 	switch {
 	case r < utf8.RuneSelf:
 		c := byte(r)
-		return isAlnum(c) || strings.IndexByte("!#$&'*+-=?^_`{|}~", c) >= 0 || c == '.' && i > 0
+		// '~' is encoded: it marks the hash of a shortened name.
+		return isAlnum(c) || strings.IndexByte("!#$&'*+-=?^_`{|}", c) >= 0 || c == '.' && i > 0
 	case unicode.IsSpace(r):
 		return false
 	}
@@ -207,8 +208,6 @@ type delivery struct {
 	name  string   // the unique file name, the same in every mailbox
 	file  *os.File
 	bw    *bufio.Writer
-	lf    lfWriter
-	hdr   headerWriter
 }
 
 // writeBufferSize is the size of the buffer between a message and its file.
@@ -216,10 +215,10 @@ const writeBufferSize = 32 << 10
 
 var writeBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufferSize) }}
 
-// create starts a delivery of msg to the given mailboxes. What is written to
-// the delivery is the message's wire form (CRLF); it is stored with LF line
-// endings, after the headers prefix returns.
-func (md *maildir) create(boxes []string, prefix func(headerSet) []byte) (*delivery, error) {
+// create starts a delivery to the given mailboxes. What is written to it is
+// stored as it is: the caller turns the wire form into the stored form
+// (storedWriter).
+func (md *maildir) create(boxes []string) (*delivery, error) {
 	for _, box := range boxes {
 		if err := md.prepare(box); err != nil {
 			return nil, fmt.Errorf("maildir: mailbox %q: %w", box, err)
@@ -240,16 +239,14 @@ func (md *maildir) create(boxes []string, prefix func(headerSet) []byte) (*deliv
 	}
 	d.bw = writeBuffers.Get().(*bufio.Writer)
 	d.bw.Reset(d.file)
-	d.hdr = headerWriter{w: d.bw, prefix: prefix}
-	d.lf = lfWriter{w: &d.hdr}
 	return d, nil
 }
 
 func (d *delivery) tmpPath(box string) string { return path.Join(box, "tmp", d.name) }
 func (d *delivery) newPath(box string) string { return path.Join(box, "new", d.name) }
 
-// Write takes the next part of the message in its wire form.
-func (d *delivery) Write(p []byte) (int, error) { return d.lf.Write(p) }
+// Write takes the next part of the message in its stored form.
+func (d *delivery) Write(p []byte) (int, error) { return d.bw.Write(p) }
 
 // commit makes the message durable in every mailbox and returns the paths of
 // the stored files. The file is fsynced in tmp/, linked into the other
@@ -289,13 +286,7 @@ func (d *delivery) commit() ([]string, error) {
 
 // finishFile writes what is still buffered, fsyncs and closes the file.
 func (d *delivery) finishFile() error {
-	err := d.lf.Close()
-	if err == nil {
-		err = d.hdr.Close()
-	}
-	if err == nil {
-		err = d.bw.Flush()
-	}
+	err := d.bw.Flush()
 	d.releaseBuffer()
 	if err == nil {
 		err = d.file.Sync()

@@ -254,6 +254,32 @@ func isFieldName(b []byte) bool {
 	return true
 }
 
+// storedWriter turns a message's wire form, written to it, into its stored
+// form, written to w: the server's header fields first, then the message
+// with each CRLF turned into LF (SPEC §5).
+type storedWriter struct {
+	lf  lfWriter
+	hdr headerWriter
+}
+
+// newStoredWriter returns a storedWriter; prefix gives the header fields to
+// write first, knowing which the message has (see headerWriter).
+func newStoredWriter(w io.Writer, prefix func(seen headerSet) []byte) *storedWriter {
+	sw := &storedWriter{hdr: headerWriter{w: w, prefix: prefix}}
+	sw.lf.w = &sw.hdr
+	return sw
+}
+
+func (sw *storedWriter) Write(p []byte) (int, error) { return sw.lf.Write(p) }
+
+// Close writes whatever is held back. It does not close w.
+func (sw *storedWriter) Close() error {
+	if err := sw.lf.Close(); err != nil {
+		return err
+	}
+	return sw.hdr.Close()
+}
+
 // lfWriter turns each CRLF of what is written to it into LF, keeping every
 // other byte, bare CRs included: the line ending of Maildir files on Unix
 // (SPEC §5).

@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"errors"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -147,9 +148,12 @@ func parseMailParams(words []string, esmtp bool) (mailParams, error) {
 		seen[key] = true
 		switch key {
 		case "SIZE": // RFC 1870 §6: size-value = 1*20DIGIT
-			n, err := strconv.ParseInt(value, 10, 64)
-			if !hasValue || len(value) > 20 || err != nil || n < 0 || strings.TrimLeft(value, "0123456789") != "" {
+			if !hasValue || value == "" || len(value) > 20 || strings.TrimLeft(value, "0123456789") != "" {
 				return mp, errBadParam
+			}
+			n, err := strconv.ParseInt(value, 10, 64)
+			if err != nil {
+				n = math.MaxInt64 // legal, and over any limit
 			}
 			mp.size = n
 		case "BODY": // RFC 6152

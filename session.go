@@ -135,9 +135,11 @@ func (s *session) end() {
 		s.send(reply{code: 421, enh: "4.3.0", text: s.srv.set.hostname + " Error: internal error, closing connection"})
 		s.flush()
 	}
+	// Untracked first: a client that sees the close may connect again at
+	// once, and must find its slot free under MaxConns.
+	s.srv.untrack(s)
 	s.conn.Close()
 	s.releaseReader()
-	s.srv.untrack(s)
 }
 
 // next reads one command and returns the reply to send. An error means the
@@ -162,7 +164,7 @@ func (s *session) next() (reply, error) {
 // (so a pipelined batch gets its replies in one write, RFC 2920 §3.1), then
 // reads the next command line within CommandTimeout.
 func (s *session) readCommand() (string, error) {
-	s.conn.SetDeadline(time.Now().Add(s.srv.set.commandTimeout))
+	s.conn.SetReadDeadline(time.Now().Add(s.srv.set.commandTimeout))
 	if s.br.Buffered() == 0 {
 		if err := s.flush(); err != nil {
 			return "", err
@@ -415,10 +417,7 @@ func (s *session) mailboxes() []string {
 // receive answers 354, reads the message data into a new delivery and
 // commits it. Only a committed delivery earns 250 (SPEC §3).
 func (s *session) receive(m *Message) reply {
-	host := s.srv.set.hostname
-	d, err := s.srv.store.create(s.mailboxes(), func(seen headerSet) []byte {
-		return append(m.traceHeaders(host), m.missingHeaders(seen, host)...)
-	})
+	d, err := s.srv.store.create(s.mailboxes())
 	if err != nil {
 		s.srv.stats.failed.Add(1)
 		s.logger().Error("smtpd: cannot start delivery", "queue_id", m.ID, "err", err)
@@ -431,16 +430,25 @@ func (s *session) receive(m *Message) reply {
 			return replyHangUp
 		}
 	}
-	var w io.Writer = d
+	host := s.srv.set.hostname
+	stored := newStoredWriter(d, func(seen headerSet) []byte {
+		return append(m.traceHeaders(host), m.missingHeaders(seen, host)...)
+	})
+	var w io.Writer = stored
 	var kept *bytes.Buffer
 	if s.srv.Config.Delivered != nil {
 		kept = new(bytes.Buffer)
-		w = io.MultiWriter(d, kept)
+		w = io.MultiWriter(stored, kept)
 	}
 	s.inData = true
 	m.Size, err = readData(s.br, w, s.srv.maxSize.Load())
 	s.inData = false
 	s.srv.trace.data(s.id, m.Size)
+	if err == nil {
+		if err = stored.Close(); err != nil {
+			err = &sinkError{err}
+		}
+	}
 	if err != nil {
 		d.abort()
 		return s.dataFailure(m, err)
@@ -501,7 +509,7 @@ func (s *session) reset() {
 	s.rcpts = s.rcpts[:0]
 }
 
-// send queues a reply; flush writes the queue.
+// send queues a reply.
 func (s *session) send(r reply) {
 	if r.code == 0 {
 		return
@@ -511,10 +519,14 @@ func (s *session) send(r reply) {
 	s.out = r.appendTo(s.out)
 }
 
+// flush writes the queued replies. A client that does not read them gets
+// CommandTimeout to start; the write deadline is set here, apart from the
+// read deadline, so that a reply after a read timeout (421) still goes out.
 func (s *session) flush() error {
 	if len(s.out) == 0 {
 		return nil
 	}
+	s.conn.SetWriteDeadline(time.Now().Add(s.srv.set.commandTimeout))
 	n, err := s.conn.Write(s.out)
 	s.srv.stats.bytesOut.Add(uint64(n))
 	if cap(s.out) > readBufferSize {

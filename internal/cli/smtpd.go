@@ -161,8 +161,9 @@ func Smtpd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	srv, err := smtpd.NewServer(cfg)
 	if err != nil {
-		// A bad hostname or domain, or a directory that cannot be used.
-		return usageError(stderr, "smtpd", errors.New(strings.TrimPrefix(err.Error(), "smtpd: ")))
+		// A bad hostname or domain, or a directory that cannot be used:
+		// say it in the words of the command line.
+		return usageError(stderr, "smtpd", errors.New(configToFlags.Replace(strings.TrimPrefix(err.Error(), "smtpd: "))))
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -174,6 +175,10 @@ func Smtpd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	return serveUntilDone(ctx, srv, served, f.shutdownTimeout, stderr)
 }
+
+// configToFlags names the flags behind the Config fields in NewServer's
+// errors.
+var configToFlags = strings.NewReplacer("Config.Hostname", "-hostname", "Config.Domains", "-domains")
 
 // listenAndServe binds the listeners the flags ask for, prints one
 // "Listening on" line for each, and serves them. Each serving goroutine
