@@ -62,8 +62,8 @@ func TestScripts(t *testing.T) {
 
 // scriptState is what the custom commands of one script share.
 type scriptState struct {
-	server   *smtpdProcess
-	dialogs  map[string]chan dialogResult // smtp -bg NAME
+	server  *smtpdProcess
+	dialogs map[string]chan dialogResult // smtp -bg NAME
 }
 
 type dialogResult struct {
@@ -249,18 +249,33 @@ func cmdMailCount(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// mail-cat DIR
+// mail-cat [-body] DIR
 //
 // Writes the messages in the Maildir DIR's new/ to stdout, oldest first,
 // each after a line "== FILE".
+//
+// With -body it writes instead, for each message, only its body (what
+// follows the first empty line; "" when there is none) as one Go-quoted
+// line, and no "== FILE" lines: cmp can then check a body byte for byte,
+// bare CRs and 8-bit bytes included, against a plain-text file.
 func cmdMailCat(ts *testscript.TestScript, neg bool, args []string) {
+	body := len(args) > 0 && args[0] == "-body"
+	if body {
+		args = args[1:]
+	}
 	if neg || len(args) != 1 {
-		ts.Fatalf("usage: mail-cat DIR")
+		ts.Fatalf("usage: mail-cat [-body] DIR")
 	}
 	dir := filepath.Join(ts.MkAbs(args[0]), "new")
 	for _, name := range readDirNames(ts, dir) {
+		msg := ts.ReadFile(filepath.Join(dir, name))
+		if body {
+			_, b, _ := strings.Cut(msg, "\n\n")
+			fmt.Fprintf(ts.Stdout(), "%s\n", strconv.Quote(b))
+			continue
+		}
 		fmt.Fprintf(ts.Stdout(), "== %s\n", name)
-		ts.Stdout().Write([]byte(ts.ReadFile(filepath.Join(dir, name))))
+		ts.Stdout().Write([]byte(msg))
 	}
 }
 
