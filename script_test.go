@@ -45,6 +45,10 @@ func TestScripts(t *testing.T) {
 			e.Setenv("HOME", e.WorkDir)
 			e.Setenv("NO_COLOR", "1")
 			e.Setenv("TZ", "UTC")
+			// Under -race, the smtpd processes would each sleep 1 s at
+			// exit (the race runtime's atexit_sleep_ms default); a
+			// race they find still makes them exit with status 66.
+			e.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
@@ -91,8 +95,10 @@ func stateOf(ts *testscript.TestScript) *scriptState {
 //
 // Starts the smtpd command in the script's directory, on 127.0.0.1 and a
 // free port unless the flags say otherwise, waits for its "Listening on"
-// line and sets SMTP_ADDR and SMTP_PORT. Its output is collected for
-// smtpd-wait and stop-smtpd. The script's end kills it if stop-smtpd did not.
+// line and sets SMTP_ADDR and SMTP_PORT. Its environment is the script's
+// PATH, HOME, TMPDIR, NO_COLOR, TZ and GORACE, nothing else. Its output is
+// collected for smtpd-wait and stop-smtpd. The script's end kills it if
+// stop-smtpd did not.
 func cmdStartSmtpd(ts *testscript.TestScript, neg bool, args []string) {
 	if neg {
 		ts.Fatalf("unsupported: ! start-smtpd")
@@ -102,7 +108,7 @@ func cmdStartSmtpd(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("start-smtpd: a server is already running")
 	}
 	env := []string{}
-	for _, name := range []string{"PATH", "HOME", "TMPDIR", "NO_COLOR", "TZ"} {
+	for _, name := range []string{"PATH", "HOME", "TMPDIR", "NO_COLOR", "TZ", "GORACE"} {
 		env = append(env, name+"="+ts.Getenv(name))
 	}
 	p, err := startSmtpd(ts.MkAbs("."), env, args...)
