@@ -46,6 +46,10 @@ func TestScripts(t *testing.T) {
 			e.Setenv("HOME", e.WorkDir)
 			e.Setenv("NO_COLOR", "1")
 			e.Setenv("TZ", "UTC")
+			// Under -race, the smtpd processes would each sleep 1 s at
+			// exit (the race runtime's atexit_sleep_ms default); a
+			// race they find still makes them exit with status 66.
+			e.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
@@ -93,7 +97,9 @@ func stateOf(ts *testscript.TestScript) *scriptState {
 // Starts the smtpd command in the script's directory, on 127.0.0.1 and free
 // ports (TCP and UDP) unless the flags say otherwise, waits for its
 // "Listening on" lines and sets SMTP_ADDR and SMTP_PORT, and METRICS_ADDR
-// and METRICS_PORT when the management protocol is on. Its output is
+// and METRICS_PORT when the management protocol is on. Its environment is
+// the script's PATH, HOME, TMPDIR, NO_COLOR, TZ and GORACE, nothing else. Its
+// output is
 // collected for smtpd-wait and stop-smtpd. The script's end kills it if
 // stop-smtpd did not.
 func cmdStartSmtpd(ts *testscript.TestScript, neg bool, args []string) {
@@ -105,7 +111,7 @@ func cmdStartSmtpd(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("start-smtpd: a server is already running")
 	}
 	env := []string{}
-	for _, name := range []string{"PATH", "HOME", "TMPDIR", "NO_COLOR", "TZ"} {
+	for _, name := range []string{"PATH", "HOME", "TMPDIR", "NO_COLOR", "TZ", "GORACE"} {
 		env = append(env, name+"="+ts.Getenv(name))
 	}
 	p, err := startSmtpd(ts.MkAbs("."), env, args...)
@@ -255,18 +261,33 @@ func cmdMailCount(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// mail-cat DIR
+// mail-cat [-body] DIR
 //
 // Writes the messages in the Maildir DIR's new/ to stdout, oldest first,
 // each after a line "== FILE".
+//
+// With -body it writes instead, for each message, only its body (what
+// follows the first empty line; "" when there is none) as one Go-quoted
+// line, and no "== FILE" lines: cmp can then check a body byte for byte,
+// bare CRs and 8-bit bytes included, against a plain-text file.
 func cmdMailCat(ts *testscript.TestScript, neg bool, args []string) {
+	body := len(args) > 0 && args[0] == "-body"
+	if body {
+		args = args[1:]
+	}
 	if neg || len(args) != 1 {
-		ts.Fatalf("usage: mail-cat DIR")
+		ts.Fatalf("usage: mail-cat [-body] DIR")
 	}
 	dir := filepath.Join(ts.MkAbs(args[0]), "new")
 	for _, name := range readDirNames(ts, dir) {
+		msg := ts.ReadFile(filepath.Join(dir, name))
+		if body {
+			_, b, _ := strings.Cut(msg, "\n\n")
+			fmt.Fprintf(ts.Stdout(), "%s\n", strconv.Quote(b))
+			continue
+		}
 		fmt.Fprintf(ts.Stdout(), "== %s\n", name)
-		ts.Stdout().Write([]byte(ts.ReadFile(filepath.Join(dir, name))))
+		ts.Stdout().Write([]byte(msg))
 	}
 }
 
