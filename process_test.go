@@ -23,6 +23,9 @@ type smtpdProcess struct {
 	stderr      *syncBuffer
 	done        chan struct{} // closed when the process has exited
 	err         error         // its exit status, once done
+	// signaled is set once a SIGTERM or SIGINT was sent: a second one
+	// would make smtpd stop at once instead of gracefully.
+	signaled bool
 }
 
 var (
@@ -92,7 +95,9 @@ func (p *smtpdProcess) exited() bool {
 // stop signals the process and waits at most timeout for it to exit; it
 // returns the exit status as an error (nil for status 0).
 func (p *smtpdProcess) stop(sig syscall.Signal, timeout time.Duration) error {
-	p.cmd.Process.Signal(sig)
+	if sig == syscall.SIGKILL || !p.signaled {
+		p.signal(sig)
+	}
 	select {
 	case <-p.done:
 		return p.err
@@ -100,6 +105,12 @@ func (p *smtpdProcess) stop(sig syscall.Signal, timeout time.Duration) error {
 		p.kill()
 		return fmt.Errorf("smtpd still running %v after %v; killed", timeout, sig)
 	}
+}
+
+// signal sends sig to the process.
+func (p *smtpdProcess) signal(sig syscall.Signal) error {
+	p.signaled = p.signaled || sig == syscall.SIGTERM || sig == syscall.SIGINT
+	return p.cmd.Process.Signal(sig)
 }
 
 func (p *smtpdProcess) kill() {

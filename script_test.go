@@ -53,14 +53,16 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"start-smtpd": cmdStartSmtpd,
-			"stop-smtpd":  cmdStopSmtpd,
-			"smtpd-wait":  cmdSmtpdWait,
-			"smtp":        cmdSMTP,
-			"smtp-wait":   cmdSMTPWait,
-			"mail-count":  cmdMailCount,
-			"mail-cat":    cmdMailCat,
-			"exitcode":    cmdExitcode,
+			"start-smtpd":   cmdStartSmtpd,
+			"stop-smtpd":    cmdStopSmtpd,
+			"smtpd-wait":    cmdSmtpdWait,
+			"smtp":          cmdSMTP,
+			"smtp-wait":     cmdSMTPWait,
+			"smtp-continue": cmdSMTPContinue,
+			"smtpd-signal":  cmdSmtpdSignal,
+			"mail-count":    cmdMailCount,
+			"mail-cat":      cmdMailCat,
+			"exitcode":      cmdExitcode,
 		},
 	})
 }
@@ -69,6 +71,7 @@ func TestScripts(t *testing.T) {
 type scriptState struct {
 	server  *smtpdProcess
 	dialogs map[string]chan dialogResult // smtp -bg NAME
+	resumes map[string]chan struct{}     // the WAIT steps of smtp -bg NAME
 }
 
 type dialogResult struct {
@@ -79,7 +82,7 @@ type dialogResult struct {
 var scriptStates sync.Map // *testscript.TestScript → *scriptState
 
 func stateOf(ts *testscript.TestScript) *scriptState {
-	v, loaded := scriptStates.LoadOrStore(ts, &scriptState{dialogs: make(map[string]chan dialogResult)})
+	v, loaded := scriptStates.LoadOrStore(ts, &scriptState{dialogs: make(map[string]chan dialogResult), resumes: make(map[string]chan struct{})})
 	st := v.(*scriptState)
 	if !loaded {
 		ts.Defer(func() {
@@ -127,7 +130,8 @@ func cmdStartSmtpd(ts *testscript.TestScript, neg bool, args []string) {
 
 // [!] stop-smtpd [-kill]
 //
-// Sends SIGTERM (SIGKILL with -kill) to the server, waits for it to exit and
+// Sends SIGTERM (SIGKILL with -kill) to the server, unless smtpd-signal sent
+// one already (a second would stop it at once), waits for it to exit and
 // copies its output to the script's stdout and stderr. It fails unless the
 // exit status is 0 (with !, unless it is not).
 func cmdStopSmtpd(ts *testscript.TestScript, neg bool, args []string) {
@@ -155,12 +159,17 @@ func cmdStopSmtpd(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// smtpd-wait REGEXP
+// smtpd-wait [-stderr] REGEXP
 //
-// Waits (10 s at most) until the server's output so far matches REGEXP.
+// Waits (10 s at most) until the server's standard output (or error) so far
+// matches REGEXP.
 func cmdSmtpdWait(ts *testscript.TestScript, neg bool, args []string) {
+	useStderr := len(args) == 2 && args[0] == "-stderr"
+	if useStderr {
+		args = args[1:]
+	}
 	if neg || len(args) != 1 {
-		ts.Fatalf("usage: smtpd-wait REGEXP")
+		ts.Fatalf("usage: smtpd-wait [-stderr] REGEXP")
 	}
 	re, err := regexp.Compile("(?m)" + args[0])
 	ts.Check(err)
@@ -168,8 +177,12 @@ func cmdSmtpdWait(ts *testscript.TestScript, neg bool, args []string) {
 	if st.server == nil {
 		ts.Fatalf("smtpd-wait: no server started")
 	}
-	if !st.server.stdout.waitMatch(re, 10*time.Second) {
-		ts.Fatalf("smtpd-wait: no match for %q in the server's output:\n%s", args[0], st.server.stdout.bytes())
+	out := st.server.stdout
+	if useStderr {
+		out = st.server.stderr
+	}
+	if !out.waitMatch(re, 10*time.Second) {
+		ts.Fatalf("smtpd-wait: no match for %q in the server's output:\n%s", args[0], out.bytes())
 	}
 }
 
@@ -192,7 +205,10 @@ func cmdSMTP(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Fatalf("unsupported: ! smtp -bg (use ! smtp-wait)")
 		}
 		done := make(chan dialogResult, 1)
+		resume := make(chan struct{})
 		stateOf(ts).dialogs[*bg] = done
+		stateOf(ts).resumes[*bg] = resume
+		d.Resume = resume
 		go func() { done <- playDialogue(*addr, d) }()
 		return
 	}
@@ -217,6 +233,41 @@ func cmdSMTPWait(ts *testscript.TestScript, neg bool, args []string) {
 	case <-time.After(30 * time.Second):
 		ts.Fatalf("smtp-wait: dialogue %q still running after 30s", args[0])
 	}
+}
+
+// smtp-continue NAME
+//
+// Lets the background dialogue NAME go on past its next WAIT step.
+func cmdSMTPContinue(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: smtp-continue NAME")
+	}
+	resume, ok := stateOf(ts).resumes[args[0]]
+	if !ok {
+		ts.Fatalf("smtp-continue: no dialogue %q", args[0])
+	}
+	select {
+	case resume <- struct{}{}:
+	case <-time.After(10 * time.Second):
+		ts.Fatalf("smtp-continue: dialogue %q is not at a WAIT step", args[0])
+	}
+}
+
+// smtpd-signal TERM|INT
+//
+// Sends the signal to the server and returns at once; stop-smtpd waits for
+// the exit.
+func cmdSmtpdSignal(ts *testscript.TestScript, neg bool, args []string) {
+	sigs := map[string]syscall.Signal{"TERM": syscall.SIGTERM, "INT": syscall.SIGINT}
+	sig, ok := sigs[strings.Join(args, " ")]
+	if neg || !ok {
+		ts.Fatalf("usage: smtpd-signal TERM|INT")
+	}
+	st := stateOf(ts)
+	if st.server == nil {
+		ts.Fatalf("smtpd-signal: no server started")
+	}
+	ts.Check(st.server.signal(sig))
 }
 
 func playDialogue(addr string, d *client.Dialogue) dialogResult {

@@ -18,18 +18,24 @@ import (
 //	R: "body\n.\r\n"         send Go-quoted raw bytes, nothing added
 //	S: ^250 2\.1\.0          read one reply and match it against a regexp
 //	CLOSED                   expect the server to close the connection
+//	WAIT                     send what is held, then wait for Resume
 //
 // Lines to send are held until the next S: or CLOSED step and then written
 // at once, so a run of C: lines followed by as many S: lines is a PIPELINING
 // batch (RFC 2920). An S: regexp is matched against the whole reply, its
 // lines joined by "\n", in multi-line mode: ^ and $ match at each line.
 type Dialogue struct {
+	// Resume is received from at each WAIT step, so that a test can
+	// make something happen at an exact point of the dialogue. A WAIT
+	// without it fails.
+	Resume <-chan struct{}
+
 	steps []step
 }
 
 type step struct {
 	line int    // in the dialogue's source, for error messages
-	kind string // "C", "R", "S" or "CLOSED"
+	kind string // "C", "R", "S", "CLOSED" or "WAIT"
 	data string // text or raw bytes to send
 	re   *regexp.Regexp
 }
@@ -54,12 +60,12 @@ func ParseDialogue(r io.Reader) (*Dialogue, error) {
 }
 
 func parseStep(text string) (step, error) {
-	if text == "CLOSED" {
-		return step{kind: "CLOSED"}, nil
+	if text == "CLOSED" || text == "WAIT" {
+		return step{kind: text}, nil
 	}
 	kind, arg, ok := strings.Cut(text, ":")
 	if !ok {
-		return step{}, fmt.Errorf("%q is not C:, R:, S: or CLOSED", text)
+		return step{}, fmt.Errorf("%q is not C:, R:, S:, CLOSED or WAIT", text)
 	}
 	arg = strings.TrimPrefix(arg, " ")
 	switch kind {
@@ -78,7 +84,7 @@ func parseStep(text string) (step, error) {
 		}
 		return step{kind: kind, re: re}, nil
 	}
-	return step{}, fmt.Errorf("%q is not C:, R:, S: or CLOSED", text)
+	return step{}, fmt.Errorf("%q is not C:, R:, S:, CLOSED or WAIT", text)
 }
 
 // Play runs the dialogue over c. It stops at the first reply that does not
@@ -106,6 +112,14 @@ func (d *Dialogue) Play(c *Client) error {
 			err = d.expectReply(c, st, flush)
 		case "CLOSED":
 			err = d.expectClosed(c, flush)
+		case "WAIT":
+			err = flush()
+			if err == nil && d.Resume == nil {
+				err = errors.New("WAIT without a way to resume")
+			}
+			if err == nil {
+				<-d.Resume
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("dialogue line %d: %w", st.line, err)
