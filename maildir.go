@@ -331,6 +331,57 @@ func (d *delivery) copyTo(box string) error {
 	return err
 }
 
+// spool is a scratch file beside a delivery, in tmp/ of its first mailbox,
+// that holds a message for a content filter to read.
+type spool struct {
+	md   *maildir
+	path string
+	file *os.File
+	bw   *bufio.Writer
+}
+
+// newSpool creates the delivery's spool file.
+func (d *delivery) newSpool() (*spool, error) {
+	path := d.tmpPath(d.boxes[0]) + ",filter"
+	f, err := d.md.root.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("maildir: spool: %w", err)
+	}
+	bw := writeBuffers.Get().(*bufio.Writer)
+	bw.Reset(f)
+	return &spool{md: d.md, path: path, file: f, bw: bw}, nil
+}
+
+func (sp *spool) Write(p []byte) (int, error) { return sp.bw.Write(p) }
+
+// reader returns the spooled message from its start.
+func (sp *spool) reader() (*os.File, error) {
+	err := sp.bw.Flush()
+	sp.releaseBuffer()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := sp.file.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return sp.file, nil
+}
+
+func (sp *spool) releaseBuffer() {
+	if sp.bw != nil {
+		sp.bw.Reset(nil)
+		writeBuffers.Put(sp.bw)
+		sp.bw = nil
+	}
+}
+
+// remove deletes the spool file.
+func (sp *spool) remove() {
+	sp.releaseBuffer()
+	sp.file.Close()
+	sp.md.root.Remove(sp.path)
+}
+
 // abort gives up a delivery that will not be committed.
 func (d *delivery) abort() {
 	d.releaseBuffer()

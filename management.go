@@ -152,11 +152,6 @@ func boolValue(b bool) uint64 {
 	return 0
 }
 
-// hasFilter reports whether a content filter is configured. There is none
-// yet: filters arrive with their own issue, and until then filter-on fails
-// with StatusUnexpectedError as SPEC §6 says.
-func (srv *Server) hasFilter() bool { return false }
-
 // maxReplayEntries bounds the replay cache. Only requests with a valid MAC
 // reach it, so only a key holder could fill it.
 const maxReplayEntries = 1 << 16

@@ -101,7 +101,35 @@ var (
 	replyUnknownParameter = reply{code: 555, enh: "5.5.4", text: "Error: unsupported parameter"}
 	replyBadParameter     = reply{code: 501, enh: "5.5.4", text: "Error: bad parameter value"}
 	replyLocalError       = reply{code: 451, enh: "4.3.0", text: "Error: local delivery failed, try again later"}
+	replyFilterFailed     = reply{code: 451, enh: "4.3.0", text: "Error: content filter failed, try again later"}
+	replyFilterTooBig     = reply{code: 552, enh: "5.3.4", text: "Error: filtered message exceeds fixed limit"}
 )
+
+// replyFilterRejected refuses a message the content filter rejected, with
+// the filter's reason.
+func replyFilterRejected(reason string) reply {
+	reason = replyText(reason)
+	if reason == "" {
+		reason = "Message rejected by content filter"
+	}
+	return reply{code: 554, enh: "5.7.1", text: reason}
+}
+
+// replyText makes text from elsewhere (a filter's reason) fit in a reply:
+// printable ASCII on one line, 200 characters at most.
+func replyText(text string) string {
+	text = strings.Map(func(r rune) rune {
+		if r < 0x20 || r >= 0x7f {
+			return ' '
+		}
+		return r
+	}, text)
+	text = strings.Join(strings.Fields(text), " ")
+	if len(text) > 200 {
+		text = text[:200]
+	}
+	return text
+}
 
 // The replies that carry the server's hostname and close the session.
 func replyGreeting(host string) reply {

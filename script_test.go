@@ -53,16 +53,18 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"start-smtpd":   cmdStartSmtpd,
-			"stop-smtpd":    cmdStopSmtpd,
-			"smtpd-wait":    cmdSmtpdWait,
-			"smtp":          cmdSMTP,
-			"smtp-wait":     cmdSMTPWait,
-			"smtp-continue": cmdSMTPContinue,
-			"smtpd-signal":  cmdSmtpdSignal,
-			"mail-count":    cmdMailCount,
-			"mail-cat":      cmdMailCat,
-			"exitcode":      cmdExitcode,
+			"start-smtpd":    cmdStartSmtpd,
+			"stop-smtpd":     cmdStopSmtpd,
+			"smtpd-wait":     cmdSmtpdWait,
+			"smtp":           cmdSMTP,
+			"smtp-wait":      cmdSMTPWait,
+			"smtp-continue":  cmdSMTPContinue,
+			"smtpd-signal":   cmdSmtpdSignal,
+			"mail-count":     cmdMailCount,
+			"mail-cat":       cmdMailCat,
+			"exitcode":       cmdExitcode,
+			"pids-gone":      cmdPidsGone,
+			"smtpd-children": cmdSmtpdChildren,
 		},
 	})
 }
@@ -396,5 +398,72 @@ func cmdExitcode(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	if got != want {
 		ts.Fatalf("exitcode: %s exited with status %d, want %d", args[1], got, want)
+	}
+}
+
+// pids-gone FILE
+//
+// Waits (5 s at most) until none of the process ids listed in FILE runs any
+// more: each is gone, or a zombie that smtpd is not the parent of (an
+// orphan the system reaps). Linux only.
+func cmdPidsGone(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: pids-gone FILE")
+	}
+	server := 0
+	if st := stateOf(ts); st.server != nil {
+		server = st.server.cmd.Process.Pid
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, field := range strings.Fields(ts.ReadFile(args[0])) {
+		pid, err := strconv.Atoi(field)
+		ts.Check(err)
+		for processRuns(pid, server) {
+			if time.Now().After(deadline) {
+				ts.Fatalf("pids-gone: process %d still runs", pid)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// processRuns reports whether pid runs, or is a zombie child of parent.
+func processRuns(pid, parent int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The fields after the command name, which is in parentheses.
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(fields) < 2 {
+		return false
+	}
+	ppid, _ := strconv.Atoi(fields[1])
+	return fields[0] != "Z" || ppid == parent
+}
+
+// smtpd-children N
+//
+// Checks that the server process has exactly N child processes, zombies
+// included. Linux only.
+func cmdSmtpdChildren(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: smtpd-children N")
+	}
+	want, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	st := stateOf(ts)
+	if st.server == nil {
+		ts.Fatalf("smtpd-children: no server started")
+	}
+	pid := st.server.cmd.Process.Pid
+	var children []string
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, task := range tasks {
+		data, _ := os.ReadFile(task)
+		children = append(children, strings.Fields(string(data))...)
+	}
+	if len(children) != want {
+		ts.Fatalf("smtpd-children: smtpd has %d children %v, want %d", len(children), children, want)
 	}
 }

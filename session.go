@@ -418,6 +418,19 @@ func (s *session) mailboxes() []string {
 // commits it. Only a committed delivery earns 250 (SPEC §3).
 func (s *session) receive(m *Message) reply {
 	d, err := s.srv.store.create(s.mailboxes())
+	var sink io.Writer = d
+	filter := s.srv.activeFilter()
+	var sp *spool
+	if err == nil && filter != nil {
+		// The filter reads the stored form from a spool file and
+		// its output goes to the delivery.
+		if sp, err = d.newSpool(); err != nil {
+			d.abort()
+		} else {
+			defer sp.remove()
+			sink = sp
+		}
+	}
 	if err != nil {
 		s.srv.stats.failed.Add(1)
 		s.logger().Error("smtpd: cannot start delivery", "queue_id", m.ID, "err", err)
@@ -431,7 +444,7 @@ func (s *session) receive(m *Message) reply {
 		}
 	}
 	host := s.srv.set.hostname
-	stored := newStoredWriter(d, func(seen headerSet) []byte {
+	stored := newStoredWriter(sink, func(seen headerSet) []byte {
 		return append(m.traceHeaders(host), m.missingHeaders(seen, host)...)
 	})
 	var w io.Writer = stored
@@ -453,6 +466,12 @@ func (s *session) receive(m *Message) reply {
 		d.abort()
 		return s.dataFailure(m, err)
 	}
+	if filter != nil {
+		if r, ok := s.filter(filter, m, sp, d); !ok {
+			d.abort()
+			return r
+		}
+	}
 	if m.Paths, err = d.commit(); err != nil {
 		s.srv.stats.failed.Add(1)
 		s.logger().Error("smtpd: delivery failed", "queue_id", m.ID, "err", err)
@@ -463,6 +482,35 @@ func (s *session) receive(m *Message) reply {
 	}
 	s.srv.accepted(m)
 	return replyQueued(m.ID)
+}
+
+// filter runs the content filter from the spool into the delivery. It
+// returns the reply to send instead of storing, and false, when the
+// message must not be stored.
+func (s *session) filter(f Filter, m *Message, sp *spool, d *delivery) (reply, bool) {
+	start := time.Now()
+	in, err := sp.reader()
+	if err == nil {
+		err = s.srv.runFilter(f, m, in, d)
+	}
+	var rejection *Rejection
+	switch {
+	case err == nil:
+		s.srv.trace.event(s.id, "content filter accepted the message in %v", time.Since(start).Round(time.Millisecond))
+		return reply{}, true
+	case errors.Is(err, errFilterOutputTooLarge):
+		s.srv.stats.rejected.Add(1)
+		s.srv.trace.event(s.id, "content filter output over the size limit")
+		return replyFilterTooBig, false
+	case errors.As(err, &rejection):
+		s.srv.stats.rejected.Add(1)
+		s.srv.trace.event(s.id, "content filter rejected the message: %s", rejection.Reason)
+		return replyFilterRejected(rejection.Reason), false
+	}
+	s.srv.stats.failed.Add(1)
+	s.srv.trace.event(s.id, "content filter failed: %v", err)
+	s.logger().Error("smtpd: content filter failed", "queue_id", m.ID, "err", err)
+	return replyFilterFailed, false
 }
 
 // dataFailure returns the reply to a DATA whose data could not be stored.

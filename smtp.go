@@ -81,6 +81,12 @@ type Config struct {
 	// bytes, messages) are saved, every 10 seconds and at Shutdown and
 	// Close, and loaded from at start.
 	StateFile string
+	// Filter, if set, transforms every message before it is stored (see
+	// Filter, CommandFilter and FilterFunc). The management protocol can
+	// switch it off and on at run time; it starts on.
+	Filter Filter
+	// FilterTimeout bounds each run of the Filter; 0 means 30 seconds.
+	FilterTimeout time.Duration
 	// Delivered, if set, is called with each message once it is stored
 	// durably and before the client gets its 250 reply, so a test that
 	// saw the reply can rely on the call having happened. The server then
@@ -102,6 +108,7 @@ type settings struct {
 	maxErrors      int
 	commandTimeout time.Duration
 	dataTimeout    time.Duration
+	filterTimeout  time.Duration
 }
 
 // Defaults, from SPEC §2 and RFC 5321 §4.5.3.
@@ -114,6 +121,7 @@ const (
 	DefaultMaxErrors       = 10
 	DefaultCommandTimeout  = 5 * time.Minute
 	DefaultDataTimeout     = 3 * time.Minute
+	DefaultFilterTimeout   = 30 * time.Second
 )
 
 // ErrServerClosed is returned by Serve and ListenAndServe after Shutdown or
@@ -130,6 +138,8 @@ type Server struct {
 	initOnce sync.Once
 	initErr  error
 	set      settings
+	ctx      context.Context // ends at Close: stops what runs on the server's behalf (filters)
+	cancel   context.CancelFunc
 	store    *maildir
 	access   *accessLog
 	trace    *tracer
@@ -198,6 +208,8 @@ func (srv *Server) setup() error {
 		srv.maxSize.Store(DefaultMaxMessageBytes)
 	}
 	srv.verbose.Store(srv.Config.Verbose)
+	srv.filterOn.Store(srv.Config.Filter != nil)
+	srv.ctx, srv.cancel = context.WithCancel(context.Background())
 	srv.trace = newTracer(srv.Config.Trace, srv.Config.TraceColor, &srv.verbose)
 	if err := os.MkdirAll(set.dataDir, 0o700); err != nil {
 		return fmt.Errorf("smtpd: data directory: %w", err)
@@ -226,6 +238,7 @@ func (c *Config) settings() (settings, error) {
 		maxErrors:      orDefault(c.MaxErrors, DefaultMaxErrors),
 		commandTimeout: orDefault(c.CommandTimeout, DefaultCommandTimeout),
 		dataTimeout:    orDefault(c.DataTimeout, DefaultDataTimeout),
+		filterTimeout:  orDefault(c.FilterTimeout, DefaultFilterTimeout),
 	}
 	s.maildirRoot = orDefault(c.MaildirRoot, filepath.Join(s.dataDir, "Maildir"))
 	// The greeting, EHLO reply and Received header name the server with
@@ -253,6 +266,8 @@ func (c *Config) settings() (settings, error) {
 		return s, errors.New("smtpd: Config.CommandTimeout must not be negative")
 	case c.DataTimeout < 0:
 		return s, errors.New("smtpd: Config.DataTimeout must not be negative")
+	case c.FilterTimeout < 0:
+		return s, errors.New("smtpd: Config.FilterTimeout must not be negative")
 	}
 	s.domains = make(map[string]bool, len(c.Domains))
 	for _, d := range c.Domains {
@@ -474,6 +489,9 @@ func (srv *Server) Close() error {
 		s.conn.Close()
 	}
 	srv.mu.Unlock()
+	if srv.cancel != nil {
+		srv.cancel() // kills running filters
+	}
 	srv.wg.Wait()
 	srv.releaseResources()
 	return nil
@@ -490,6 +508,9 @@ func (srv *Server) closeListeners() {
 
 func (srv *Server) releaseResources() {
 	srv.release.Do(func() {
+		if srv.cancel != nil {
+			srv.cancel()
+		}
 		if srv.initErr == nil && srv.store != nil {
 			srv.stopStateSaver()
 		}

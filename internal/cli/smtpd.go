@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -55,6 +56,8 @@ type smtpdFlags struct {
 	dataTimeout           time.Duration
 	shutdownTimeout       time.Duration
 	metricsHTTP           string
+	filter                string
+	filterTimeout         time.Duration
 }
 
 func (f *smtpdFlags) register(fs *flag.FlagSet) {
@@ -75,6 +78,8 @@ func (f *smtpdFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", smtpd.DefaultCommandTimeout, "how long to wait for a command")
 	fs.DurationVar(&f.dataTimeout, "data-timeout", smtpd.DefaultDataTimeout, "how long to wait for each block of message data")
 	fs.StringVar(&f.metricsHTTP, "metrics-http", "", "serve Prometheus metrics at http://`ADDR`/metrics (default off)")
+	fs.StringVar(&f.filter, "filter", "", "content filter `command`, run without a shell: the message on its stdin, its stdout stored")
+	fs.DurationVar(&f.filterTimeout, "filter-timeout", smtpd.DefaultFilterTimeout, "how long the content filter may run")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown waits for sessions")
 }
 
@@ -94,7 +99,7 @@ func (f *smtpdFlags) check() error {
 		return fmt.Errorf("-max-conns %d: must be positive", f.maxConns)
 	case f.maxErrors <= 0:
 		return fmt.Errorf("-max-errors %d: must be positive", f.maxErrors)
-	case f.idleTimeout <= 0 || f.dataTimeout <= 0 || f.shutdownTimeout <= 0:
+	case f.idleTimeout <= 0 || f.dataTimeout <= 0 || f.shutdownTimeout <= 0 || f.filterTimeout <= 0:
 		return errors.New("timeouts must be positive")
 	}
 	return nil
@@ -126,6 +131,17 @@ func (f *smtpdFlags) config(stdout, stderr io.Writer) (smtpd.Config, error) {
 		Trace:           stdout,
 		TraceColor:      colorMode,
 		Verbose:         f.verbose,
+	}
+	if f.filter != "" {
+		args, err := splitWords(f.filter)
+		if err != nil || len(args) == 0 {
+			return cfg, fmt.Errorf("-filter %q: not a command line", f.filter)
+		}
+		if _, err := exec.LookPath(args[0]); err != nil {
+			return cfg, fmt.Errorf("-filter: %w", err)
+		}
+		cfg.Filter = smtpd.CommandFilter{Args: args}
+		cfg.FilterTimeout = f.filterTimeout
 	}
 	if f.metricsPort >= 0 {
 		// The key and the counters live in the data directory, which
