@@ -17,6 +17,10 @@ type reply struct {
 	text string
 	// close ends the session once the reply is sent (QUIT, 421).
 	close bool
+	// why says in plain words what the reply means, and rfc where it is
+	// defined: the explain mode of the trace shows both after the reply.
+	// Every reply the server sends has them (explain_test.go checks).
+	why, rfc string
 }
 
 // appendTo appends the wire form of r to b: every line but the last is
@@ -55,54 +59,84 @@ func (r reply) String() string {
 // limit: every permanent (5xx) reply does.
 func (r reply) isError() bool { return r.code >= 500 }
 
-// withText returns a copy of r with a different text.
-func (r reply) withText(text string) reply {
-	r.text = text
-	return r
-}
-
 // The fixed replies of the server. Every wire string the server can send is
 // here or built in one of the functions below, so tests and docs can name
 // them. Enhanced codes are from RFC 3463 (and RFC 6531 for X.6.7).
 var (
-	replyOK          = reply{code: 250, enh: "2.0.0", text: "Ok"}
-	replySenderOK    = reply{code: 250, enh: "2.1.0", text: "Ok"}
-	replyRecipientOK = reply{code: 250, enh: "2.1.5", text: "Ok"}
-	replyStartData   = reply{code: 354, text: "End data with <CR><LF>.<CR><LF>"}
-	replyBye         = reply{code: 221, enh: "2.0.0", text: "Bye", close: true}
-	replyVRFY        = reply{code: 252, enh: "2.0.0", text: "Cannot VRFY user, but will accept message and attempt delivery"}
-	replyHelp        = reply{code: 214, enh: "2.0.0", text: "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP\n" +
+	replyOK = reply{code: 250, enh: "2.0.0", text: "Ok",
+		why: "done: the command worked", rfc: "RFC 5321 §4.2.2"}
+	replySenderOK = reply{code: 250, enh: "2.1.0", text: "Ok",
+		why: "sender accepted: a mail transaction has begun; now name the recipients with RCPT", rfc: "RFC 5321 §4.1.1.2"}
+	replyRecipientOK = reply{code: 250, enh: "2.1.5", text: "Ok",
+		why: "recipient accepted; add more with RCPT, or send the message with DATA", rfc: "RFC 5321 §4.1.1.3"}
+	replyStartData = reply{code: 354, text: "End data with <CR><LF>.<CR><LF>",
+		why: "go ahead: send the message, then a line with only a dot; a line that starts with a dot gets a second one", rfc: "RFC 5321 §4.1.1.4, §4.5.2"}
+	replyBye = reply{code: 221, enh: "2.0.0", text: "Bye", close: true,
+		why: "goodbye: the server closes the connection", rfc: "RFC 5321 §4.1.1.10"}
+	replyVRFY = reply{code: 252, enh: "2.0.0", text: "Cannot VRFY user, but will accept message and attempt delivery",
+		why: "the server will not say whether a mailbox exists (that would help spammers), but would take mail for it", rfc: "RFC 5321 §3.5.3, §7.3"}
+	replyHelp = reply{code: 214, enh: "2.0.0", text: "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP\n" +
 		"A session: EHLO, MAIL FROM:<you>, RCPT TO:<them>, DATA, the message, a line with only a dot.\n" +
-		"See RFC 5321 for details"}
+		"See RFC 5321 for details",
+		why: "help text for people; programs read EHLO's extension list instead", rfc: "RFC 5321 §4.1.1.8"}
 
-	replyUnknownCommand = reply{code: 500, enh: "5.5.2", text: "Error: command not recognized"}
-	replyLineTooLong    = reply{code: 500, enh: "5.5.2", text: "Error: line too long"}
-	replyEmptyLine      = reply{code: 500, enh: "5.5.2", text: "Error: bad syntax"}
-	replyHTTP           = reply{code: 500, enh: "5.5.2", text: "Error: this is an SMTP server, not an HTTP server", close: true}
-	replyNotImplemented = reply{code: 502, enh: "5.5.1", text: "Error: command not implemented"}
+	replyUnknownCommand = reply{code: 500, enh: "5.5.2", text: "Error: command not recognized",
+		why: "the first word is not an SMTP command this server knows", rfc: "RFC 5321 §4.2.4"}
+	replyLineTooLong = reply{code: 500, enh: "5.5.2", text: "Error: line too long",
+		why: "a command line may be at most 512 octets, CRLF included; the line was skipped", rfc: "RFC 5321 §4.5.3.1.4"}
+	replyEmptyLine = reply{code: 500, enh: "5.5.2", text: "Error: bad syntax",
+		why: "an empty line is not a command", rfc: "RFC 5321 §4.1.1"}
+	replyHTTP = reply{code: 500, enh: "5.5.2", text: "Error: this is an SMTP server, not an HTTP server", close: true,
+		why: "a web request reached the mail port; nothing SMTP can follow, so the server hangs up", rfc: "RFC 5321 §4.2.4"}
+	replyBareLF = reply{code: 500, enh: "5.5.2", text: "Error: bare LF received; lines must end with CRLF",
+		why: "SMTP lines end with CR LF; this server is strict about it (use nc -C or telnet)", rfc: "RFC 5321 §2.3.8, §4.1.1"}
+	replyBareLFData = reply{code: 554, enh: "5.6.0", text: "Error: bare LF in message data; lines must end with CRLF",
+		why: "the message had a line ending in LF alone; this server is strict about CR LF", rfc: "RFC 5321 §2.3.8, §4.5.2"}
+	replyNotImplemented = reply{code: 502, enh: "5.5.1", text: "Error: command not implemented",
+		why: "a real SMTP command, but this server does not offer it", rfc: "RFC 5321 §4.2.4"}
 
-	replySyntaxHELO = reply{code: 501, enh: "5.5.4", text: "Syntax: HELO hostname"}
-	replySyntaxEHLO = reply{code: 501, enh: "5.5.4", text: "Syntax: EHLO hostname"}
-	replySyntaxMAIL = reply{code: 501, enh: "5.5.4", text: "Syntax: MAIL FROM:<address>"}
-	replySyntaxRCPT = reply{code: 501, enh: "5.5.4", text: "Syntax: RCPT TO:<address>"}
-	replySyntaxVRFY = reply{code: 501, enh: "5.5.4", text: "Syntax: VRFY address"}
-	replyNoArgument = reply{code: 501, enh: "5.5.4", text: "Syntax: no arguments allowed"}
+	replySyntaxHELO = reply{code: 501, enh: "5.5.4", text: "Syntax: HELO hostname",
+		why: "HELO takes one argument, the client's own host name", rfc: "RFC 5321 §4.1.1.1"}
+	replySyntaxEHLO = reply{code: 501, enh: "5.5.4", text: "Syntax: EHLO hostname",
+		why: "EHLO takes one argument, the client's own host name", rfc: "RFC 5321 §4.1.1.1"}
+	replySyntaxMAIL = reply{code: 501, enh: "5.5.4", text: "Syntax: MAIL FROM:<address>",
+		why: "the sender must be written FROM:<local@domain>, in angle brackets (<> for none)", rfc: "RFC 5321 §4.1.1.2, §4.1.2"}
+	replySyntaxRCPT = reply{code: 501, enh: "5.5.4", text: "Syntax: RCPT TO:<address>",
+		why: "the recipient must be written TO:<local@domain>, in angle brackets", rfc: "RFC 5321 §4.1.1.3, §4.1.2"}
+	replySyntaxVRFY = reply{code: 501, enh: "5.5.4", text: "Syntax: VRFY address",
+		why: "VRFY needs a name or address to look up", rfc: "RFC 5321 §4.1.1.6"}
+	replyNoArgument = reply{code: 501, enh: "5.5.4", text: "Syntax: no arguments allowed",
+		why: "this command takes no argument", rfc: "RFC 5321 §4.1.1"}
 
-	replyNeedHELO   = reply{code: 503, enh: "5.5.1", text: "Error: send HELO/EHLO first"}
-	replyNeedMAIL   = reply{code: 503, enh: "5.5.1", text: "Error: need MAIL command"}
-	replyNeedRCPT   = reply{code: 503, enh: "5.5.1", text: "Error: need RCPT command"}
-	replyNestedMAIL = reply{code: 503, enh: "5.5.1", text: "Error: nested MAIL command"}
+	replyNeedHELO = reply{code: 503, enh: "5.5.1", text: "Error: send HELO/EHLO first",
+		why: "commands came in the wrong order: the client must introduce itself with EHLO (or HELO) first", rfc: "RFC 5321 §4.1.4"}
+	replyNeedMAIL = reply{code: 503, enh: "5.5.1", text: "Error: need MAIL command",
+		why: "commands came in the wrong order: a transaction starts with MAIL FROM", rfc: "RFC 5321 §4.1.4, §3.3"}
+	replyNeedRCPT = reply{code: 503, enh: "5.5.1", text: "Error: need RCPT command",
+		why: "commands came in the wrong order: DATA needs at least one accepted recipient", rfc: "RFC 5321 §4.1.1.4, §3.3"}
+	replyNestedMAIL = reply{code: 503, enh: "5.5.1", text: "Error: nested MAIL command",
+		why: "a transaction is already open; finish it with DATA or abort it with RSET first", rfc: "RFC 5321 §4.1.4"}
 
-	replyTooBig           = reply{code: 552, enh: "5.3.4", text: "Error: message size exceeds fixed limit"}
-	replyTooManyRcpts     = reply{code: 452, enh: "4.5.3", text: "Error: too many recipients"}
-	replyDomainNotLocal   = reply{code: 550, enh: "5.7.1", text: "Error: recipient domain not served here"}
-	replyNeedSMTPUTF8     = reply{code: 553, enh: "5.6.7", text: "Error: non-ASCII address needs the SMTPUTF8 parameter"}
-	replyNullRecipient    = reply{code: 501, enh: "5.1.3", text: "Error: the null path is not a recipient"}
-	replyUnknownParameter = reply{code: 555, enh: "5.5.4", text: "Error: unsupported parameter"}
-	replyBadParameter     = reply{code: 501, enh: "5.5.4", text: "Error: bad parameter value"}
-	replyLocalError       = reply{code: 451, enh: "4.3.0", text: "Error: local delivery failed, try again later"}
-	replyFilterFailed     = reply{code: 451, enh: "4.3.0", text: "Error: content filter failed, try again later"}
-	replyFilterTooBig     = reply{code: 552, enh: "5.3.4", text: "Error: filtered message exceeds fixed limit"}
+	replyTooBig = reply{code: 552, enh: "5.3.4", text: "Error: message size exceeds fixed limit",
+		why: "the message is larger than the limit EHLO announced with SIZE; it was read to its end and refused", rfc: "RFC 1870 §6"}
+	replyTooManyRcpts = reply{code: 452, enh: "4.5.3", text: "Error: too many recipients",
+		why: "this message has all the recipients it may; send to the others in another transaction", rfc: "RFC 5321 §4.5.3.1.10"}
+	replyDomainNotLocal = reply{code: 550, enh: "5.7.1", text: "Error: recipient domain not served here",
+		why: "this server only takes mail for its own domains and relays nothing", rfc: "RFC 5321 §3.6.2, §7.1"}
+	replyNeedSMTPUTF8 = reply{code: 553, enh: "5.6.7", text: "Error: non-ASCII address needs the SMTPUTF8 parameter",
+		why: "an address with non-ASCII characters needs MAIL FROM:<...> SMTPUTF8", rfc: "RFC 6531 §3.4, §3.6"}
+	replyNullRecipient = reply{code: 501, enh: "5.1.3", text: "Error: the null path is not a recipient",
+		why: "<> means 'no sender' for bounces; it cannot be a recipient", rfc: "RFC 5321 §4.5.5"}
+	replyUnknownParameter = reply{code: 555, enh: "5.5.4", text: "Error: unsupported parameter",
+		why: "MAIL or RCPT carried a parameter this server did not announce (parameters need EHLO)", rfc: "RFC 5321 §4.1.1.11"}
+	replyBadParameter = reply{code: 501, enh: "5.5.4", text: "Error: bad parameter value",
+		why: "a known parameter (SIZE, BODY, SMTPUTF8) had a wrong or repeated value", rfc: "RFC 1870, RFC 6152, RFC 6531"}
+	replyLocalError = reply{code: 451, enh: "4.3.0", text: "Error: local delivery failed, try again later",
+		why: "the server could not store the message safely; nothing was kept, so the client should try again later", rfc: "RFC 5321 §4.2.5"}
+	replyFilterFailed = reply{code: 451, enh: "4.3.0", text: "Error: content filter failed, try again later",
+		why: "the content filter failed or took too long; nothing was stored, so the client should try again later", rfc: "RFC 5321 §4.2.5"}
+	replyFilterTooBig = reply{code: 552, enh: "5.3.4", text: "Error: filtered message exceeds fixed limit",
+		why: "the content filter made the message larger than the size limit", rfc: "RFC 1870 §6"}
 )
 
 // replyFilterRejected refuses a message the content filter rejected, with
@@ -112,7 +146,8 @@ func replyFilterRejected(reason string) reply {
 	if reason == "" {
 		reason = "Message rejected by content filter"
 	}
-	return reply{code: 554, enh: "5.7.1", text: reason}
+	return reply{code: 554, enh: "5.7.1", text: reason,
+		why: "the content filter refused the message for good; the text is the filter's reason", rfc: "RFC 5321 §4.2.3"}
 }
 
 // replyText makes text from elsewhere (a filter's reason) fit in a reply:
@@ -133,25 +168,31 @@ func replyText(text string) string {
 
 // The replies that carry the server's hostname and close the session.
 func replyGreeting(host string) reply {
-	return reply{code: 220, text: host + " ESMTP smtpd"}
+	return reply{code: 220, text: host + " ESMTP smtpd",
+		why: "the greeting: the server is ready; the client speaks next, with EHLO", rfc: "RFC 5321 §3.1, §4.3.1"}
 }
 
 func replyTooManyErrors(host string) reply {
-	return reply{code: 421, enh: "4.7.0", text: host + " Error: too many errors, closing connection", close: true}
+	return reply{code: 421, enh: "4.7.0", text: host + " Error: too many errors, closing connection", close: true,
+		why: "the client made too many errors in one session, so the server hangs up", rfc: "RFC 5321 §4.2.2 (421)"}
 }
 
 func replyIdleTimeout(host string) reply {
-	return reply{code: 421, enh: "4.4.2", text: host + " Error: timeout exceeded, closing connection", close: true}
+	return reply{code: 421, enh: "4.4.2", text: host + " Error: timeout exceeded, closing connection", close: true,
+		why: "the client was silent too long, so the server hangs up", rfc: "RFC 5321 §4.5.3.2"}
 }
 
 func replyShuttingDown(host string) reply {
-	return reply{code: 421, enh: "4.3.2", text: host + " Service shutting down, closing connection", close: true}
+	return reply{code: 421, enh: "4.3.2", text: host + " Service shutting down, closing connection", close: true,
+		why: "the server is stopping; between transactions it says so and hangs up, and the client should retry later", rfc: "RFC 5321 §3.8"}
 }
 
 func replyTooManyConns(host string) reply {
-	return reply{code: 421, enh: "4.3.2", text: host + " Too many connections, try again later", close: true}
+	return reply{code: 421, enh: "4.3.2", text: host + " Too many connections, try again later", close: true,
+		why: "the server has as many sessions as it allows; the client should retry later", rfc: "RFC 5321 §3.8, §4.2.2"}
 }
 
 func replyQueued(id string) reply {
-	return reply{code: 250, enh: "2.0.0", text: "Ok: queued as " + id}
+	return reply{code: 250, enh: "2.0.0", text: "Ok: queued as " + id,
+		why: "the message is safely on disk; from now on the server is responsible for it", rfc: "RFC 5321 §4.1.1.4, §6.1"}
 }

@@ -37,7 +37,10 @@ const maxCommandLine = 512
 // many times over, and message data is read in chunks of this size.
 const readBufferSize = 4096
 
-var errLineTooLong = errors.New("line too long")
+var (
+	errLineTooLong = errors.New("line too long")
+	errBareLF      = errors.New("line ends in a bare LF")
+)
 
 // replyHangUp is the "reply" of a handler that finds the connection broken:
 // nothing can be sent, the session just ends.
@@ -66,6 +69,8 @@ type session struct {
 	rcpts    []address
 
 	errors int         // replies counted against Config.MaxErrors
+	lfOnly bool        // the current command line ended in a bare LF
+	hinted bool        // the trace has said that SMTP wants CRLF
 	inData bool        // reading message data: each read gets DataTimeout
 	idle   atomic.Bool // blocked waiting for a command outside a transaction
 }
@@ -132,7 +137,8 @@ func (s *session) end() {
 	if p := recover(); p != nil {
 		s.logger().Error("smtpd: panic in session", "panic", p, "stack", string(debug.Stack()))
 		s.out = s.out[:0]
-		s.send(reply{code: 421, enh: "4.3.0", text: s.srv.set.hostname + " Error: internal error, closing connection"})
+		s.send(reply{code: 421, enh: "4.3.0", text: s.srv.set.hostname + " Error: internal error, closing connection",
+			why: "the server hit a bug in this session and hangs up; the client should retry later", rfc: "RFC 5321 §4.2.2 (421)"})
 		s.flush()
 	}
 	// Untracked first: a client that sees the close may connect again at
@@ -152,6 +158,9 @@ func (s *session) next() (reply, error) {
 	case errors.Is(err, errLineTooLong):
 		s.srv.trace.client(s.id, "<command line over 512 octets>")
 		return replyLineTooLong, nil
+	case errors.Is(err, errBareLF):
+		s.srv.trace.client(s.id, line+"<LF>")
+		return replyBareLF, nil
 	case isTimeout(err) && s.srv.shuttingDown():
 		return replyShuttingDown(s.srv.set.hostname), nil
 	case isTimeout(err):
@@ -229,13 +238,34 @@ func (s *session) readLine() (string, error) {
 	if len(line) > maxCommandLine {
 		return "", errLineTooLong
 	}
-	line = bytes.TrimSuffix(line[:len(line)-1], []byte{'\r'})
-	return string(line), nil
+	line = line[:len(line)-1]
+	// A line ending in a bare LF, as plain nc sends them, is taken as a
+	// line (SPEC §3), and counted; StrictCRLF refuses it.
+	s.lfOnly = !bytes.HasSuffix(line, []byte{'\r'})
+	if s.lfOnly {
+		s.srv.stats.bareLF.Add(1)
+		if s.srv.Config.StrictCRLF {
+			return string(line), errBareLF
+		}
+	}
+	return string(bytes.TrimSuffix(line, []byte{'\r'})), nil
+}
+
+// hintCRLF says once per session, in the trace, that SMTP lines end with
+// CR LF (RFC 5321 §2.3.8): the lesson for a class typing into plain nc.
+func (s *session) hintCRLF() {
+	if !s.hinted {
+		s.hinted = true
+		s.srv.trace.event(s.id, "this client ends lines with a bare LF, but SMTP wants CR LF (RFC 5321 §2.3.8): accepted here; use nc -C or telnet")
+	}
 }
 
 // handle dispatches one command line to the handler of its verb.
 func (s *session) handle(line string) reply {
 	s.srv.trace.client(s.id, line)
+	if s.lfOnly {
+		s.hintCRLF()
+	}
 	verb, arg := parseCommand(line)
 	s.srv.stats.countCommand(verb)
 	switch verb {
@@ -278,7 +308,8 @@ func (s *session) cmdHELO(arg string) reply {
 		return replySyntaxHELO
 	}
 	s.greeted(helo, false)
-	return reply{code: 250, text: s.srv.set.hostname}
+	return reply{code: 250, text: s.srv.set.hostname,
+		why: "hello: plain SMTP, no extensions (EHLO would list them)", rfc: "RFC 5321 §4.1.1.1"}
 }
 
 // cmdEHLO answers EHLO with the extensions the server offers
@@ -296,7 +327,8 @@ func (s *session) cmdEHLO(arg string) reply {
 		"8BITMIME\n" +
 		"ENHANCEDSTATUSCODES\n" +
 		"SMTPUTF8\n" +
-		"HELP"}
+		"HELP",
+		why: "hello: the lines after the first list the extensions the client may use", rfc: "RFC 5321 §4.1.1.1; RFC 2920, 1870, 6152, 2034, 6531"}
 }
 
 // greeted records a HELO or EHLO, which also resets any transaction
@@ -447,16 +479,32 @@ func (s *session) receive(m *Message) reply {
 	stored := newStoredWriter(sink, func(seen headerSet) []byte {
 		return append(m.traceHeaders(host), m.missingHeaders(seen, host)...)
 	})
-	var w io.Writer = stored
+	writers := []io.Writer{stored}
 	var kept *bytes.Buffer
 	if s.srv.Config.Delivered != nil {
 		kept = new(bytes.Buffer)
-		w = io.MultiWriter(stored, kept)
+		writers = append(writers, kept)
+	}
+	var strict *bareLFDetector
+	if s.srv.Config.StrictCRLF {
+		strict = new(bareLFDetector)
+		writers = append(writers, strict)
+	}
+	traced := s.srv.trace.messageTrace(s.id)
+	if traced != nil {
+		writers = append(writers, traced)
 	}
 	s.inData = true
-	m.Size, err = readData(s.br, w, s.srv.maxSize.Load())
+	m.Size, err = readData(s.br, io.MultiWriter(writers...), s.srv.maxSize.Load())
 	s.inData = false
-	s.srv.trace.data(s.id, m.Size)
+	if traced != nil {
+		traced.end(m.Size)
+	}
+	if err == nil && strict != nil && strict.found {
+		d.abort()
+		s.srv.stats.rejected.Add(1)
+		return replyBareLFData
+	}
 	if err == nil {
 		if err = stored.Close(); err != nil {
 			err = &sinkError{err}
@@ -604,4 +652,31 @@ func traceReason(err error) string {
 // logger returns the server's logger with the session's attributes.
 func (s *session) logger() *slog.Logger {
 	return s.srv.log.With("session", s.id, "remote", s.remote)
+}
+
+// bareLFDetector notes whether what is written to it (message data in its
+// wire form) holds an LF not preceded by a CR.
+type bareLFDetector struct {
+	last  byte // the last byte of the previous write
+	found bool
+}
+
+func (d *bareLFDetector) Write(p []byte) (int, error) {
+	for i := 0; !d.found && i < len(p); {
+		j := bytes.IndexByte(p[i:], '\n')
+		if j < 0 {
+			break
+		}
+		i += j
+		prev := d.last
+		if i > 0 {
+			prev = p[i-1]
+		}
+		d.found = prev != '\r'
+		i++
+	}
+	if len(p) > 0 {
+		d.last = p[len(p)-1]
+	}
+	return len(p), nil
 }

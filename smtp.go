@@ -68,6 +68,17 @@ type Config struct {
 	TraceColor ColorMode
 	// Verbose switches the trace on from the start.
 	Verbose bool
+	// Explain follows each reply in the trace with a line saying what it
+	// means and which RFC section defines it: for lessons.
+	Explain bool
+	// TraceBody traces message data whole; by default the trace shows
+	// its first lines and its size.
+	TraceBody bool
+	// StrictCRLF refuses lines that end in a bare LF, as chasquid does:
+	// a command gets 500 5.5.2, a message 554 5.6.0. By default such
+	// lines are taken as lines (SPEC §3), and the trace says once per
+	// session that SMTP wants CRLF.
+	StrictCRLF bool
 	// MetricsAddr is the UDP address ListenAndServe also serves the
 	// management protocol on (SPEC §6); "" means none. Keep it on a
 	// loopback address unless the network is trusted: the protocol is
@@ -210,7 +221,7 @@ func (srv *Server) setup() error {
 	srv.verbose.Store(srv.Config.Verbose)
 	srv.filterOn.Store(srv.Config.Filter != nil)
 	srv.ctx, srv.cancel = context.WithCancel(context.Background())
-	srv.trace = newTracer(srv.Config.Trace, srv.Config.TraceColor, &srv.verbose)
+	srv.trace = newTracer(&srv.Config, &srv.verbose)
 	if err := os.MkdirAll(set.dataDir, 0o700); err != nil {
 		return fmt.Errorf("smtpd: data directory: %w", err)
 	}

@@ -21,6 +21,7 @@ type counters struct {
 	messages    atomic.Uint64 // messages accepted with 250
 	rejected    atomic.Uint64 // messages refused after their data (552)
 	failed      atomic.Uint64 // messages that could not be stored (451)
+	bareLF      atomic.Uint64 // command lines ended by a bare LF
 
 	commands [len(countedVerbs) + 1]atomic.Uint64 // by verb; the last counts the others
 	replies  [400]atomic.Uint64                   // by reply code, 200 to 599
@@ -61,6 +62,9 @@ type Stats struct {
 	// those refused after their data was read (552), Failed those that
 	// could not be stored (451).
 	Messages, Rejected, Failed uint64
+	// BareLF counts the command lines that ended in a bare LF instead of
+	// CRLF (a client such as nc without -C).
+	BareLF uint64
 	// Commands counts the commands received by verb ("MAIL"); unknown
 	// verbs count as "other".
 	Commands map[string]uint64
@@ -85,6 +89,7 @@ func (srv *Server) Stats() Stats {
 		Messages:        c.messages.Load(),
 		Rejected:        c.rejected.Load(),
 		Failed:          c.failed.Load(),
+		BareLF:          c.bareLF.Load(),
 		Commands:        make(map[string]uint64),
 		Replies:         make(map[int]uint64),
 		Uptime:          time.Since(srv.started),

@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -10,8 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fatih/color"
 	"github.com/mattn/go-isatty"
+
+	"github.com/tpe-protos/smtpd/internal/palette"
 )
 
 // ColorMode says when the session trace uses ANSI colors.
@@ -50,41 +52,28 @@ func ParseColorMode(s string) (ColorMode, error) {
 //
 //	14:25:11.123 [7] C: MAIL FROM:<bob@example.net>
 //	14:25:11.123 [7] S: 250 2.1.0 Ok
+//	14:25:11.123 [7]    ↳ sender accepted: a mail transaction has begun; …
 //	14:25:11.125 [7] * connected from 127.0.0.1:53122
 //
 // Each line is built whole and written with one Write under a mutex, so the
 // lines of concurrent sessions never mix. A nil *tracer traces nothing.
 type tracer struct {
-	w  io.Writer
-	on *atomic.Bool // the run-time switch
+	w       io.Writer
+	on      *atomic.Bool // the run-time switch
+	explain bool         // follow each reply with its explanation
+	body    bool         // trace message data whole, not summarised
+	pal     *palette.Palette
 
 	mu sync.Mutex
-	// Colors are per tracer, never the fatih/color globals, so that two
-	// servers in one process can trace differently.
-	clientColor, eventColor *color.Color
-	replyColor              [6]*color.Color // by reply class: 2xx … 5xx
 }
 
-func newTracer(w io.Writer, mode ColorMode, on *atomic.Bool) *tracer {
-	if w == nil {
+func newTracer(c *Config, on *atomic.Bool) *tracer {
+	if c.Trace == nil {
 		return nil
 	}
-	t := &tracer{w: w, on: on}
-	t.clientColor = color.New(color.FgCyan)
-	t.eventColor = color.New(color.Faint)
-	t.replyColor[2] = color.New(color.FgGreen)
-	t.replyColor[3] = color.New(color.FgBlue)
-	t.replyColor[4] = color.New(color.FgYellow)
-	t.replyColor[5] = color.New(color.FgRed, color.Bold)
-	colored := mode == ColorAlways || mode == ColorAuto && isTerminal(w) && os.Getenv("NO_COLOR") == ""
-	for _, c := range []*color.Color{t.clientColor, t.eventColor, t.replyColor[2], t.replyColor[3], t.replyColor[4], t.replyColor[5]} {
-		if colored {
-			c.EnableColor()
-		} else {
-			c.DisableColor()
-		}
-	}
-	return t
+	colored := c.TraceColor == ColorAlways ||
+		c.TraceColor == ColorAuto && isTerminal(c.Trace) && os.Getenv("NO_COLOR") == ""
+	return &tracer{w: c.Trace, on: on, explain: c.Explain, body: c.TraceBody, pal: palette.New(colored)}
 }
 
 func isTerminal(w io.Writer) bool {
@@ -98,32 +87,29 @@ func (t *tracer) enabled() bool { return t != nil && t.on.Load() }
 // escaped: a client must not be able to drive the teacher's terminal.
 func (t *tracer) client(id, line string) {
 	if t.enabled() {
-		t.write(id, t.clientColor.Sprint("C: "+visible(line)))
+		t.write(id, t.pal.Client.Sprint("C: "+visible(line)))
 	}
 }
 
-// data traces the message data of a DATA command, summarised.
-func (t *tracer) data(id string, size int64) {
-	if t.enabled() {
-		t.write(id, t.clientColor.Sprintf("C: <message data: %d octets>", size))
-	}
-}
-
-// server traces a reply, one trace line per reply line.
+// server traces a reply, one trace line per reply line, and in explain mode
+// a line saying what it means.
 func (t *tracer) server(id string, r reply) {
 	if !t.enabled() {
 		return
 	}
-	c := t.replyColor[min(max(r.code/100, 2), 5)]
+	c := t.pal.ForReply(r.code)
 	for _, line := range strings.Split(r.String(), "\n") {
 		t.write(id, c.Sprint("S: "+line))
+	}
+	if t.explain && r.why != "" {
+		t.write(id, t.pal.Explain.Sprint("   ↳ "+r.explanation()))
 	}
 }
 
 // event traces something that is not a protocol line.
 func (t *tracer) event(id, format string, args ...any) {
 	if t.enabled() {
-		t.write(id, t.eventColor.Sprint("* "+fmt.Sprintf(format, args...)))
+		t.write(id, t.pal.Event.Sprint("* "+fmt.Sprintf(format, args...)))
 	}
 }
 
@@ -147,4 +133,88 @@ func visible(s string) string {
 	}
 	q := strconv.QuoteToGraphic(s)
 	return q[1 : len(q)-1]
+}
+
+// How much of a message the trace shows when it summarises.
+const (
+	shownBodyLines = 3
+	maxShownLine   = 200
+)
+
+// messageTrace returns a writer that traces the message data written to it
+// (its wire form, dot-stuffing undone), or nil when the trace is off.
+func (t *tracer) messageTrace(id string) *bodyTrace {
+	if !t.enabled() {
+		return nil
+	}
+	return &bodyTrace{t: t, id: id}
+}
+
+// bodyTrace traces message data line by line as it arrives: the first
+// lines, or all of them with TraceBody, each as the client sent it (a line
+// that starts with a dot shown stuffed), then a summary.
+type bodyTrace struct {
+	t         *tracer
+	id        string
+	line      []byte // the start of the current line
+	truncated bool   // the current line is longer than what is kept
+	lines     int
+	hinted    bool // said that a lone "." after a bare LF ends nothing
+}
+
+func (b *bodyTrace) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			b.keep(p)
+			break
+		}
+		b.keep(p[:i])
+		b.endLine()
+		p = p[i+1:]
+	}
+	return n, nil
+}
+
+func (b *bodyTrace) keep(p []byte) {
+	room := maxShownLine - len(b.line)
+	if len(p) > room {
+		p = p[:max(room, 0)]
+		b.truncated = true
+	}
+	b.line = append(b.line, p...)
+}
+
+func (b *bodyTrace) endLine() {
+	b.lines++
+	if string(b.line) == "." && !b.hinted {
+		// What a class typing into plain nc sends to end a message.
+		b.hinted = true
+		b.t.event(b.id, "a line with only a dot, ended by a bare LF, does not end the message: only CR LF . CR LF does (RFC 5321 §4.1.1.4); use nc -C or telnet")
+	}
+	if b.t.body || b.lines <= shownBodyLines {
+		line := strings.TrimSuffix(string(b.line), "\r")
+		if strings.HasPrefix(line, ".") {
+			line = "." + line
+		}
+		if b.truncated {
+			line += "…"
+		}
+		b.t.client(b.id, line)
+	}
+	b.line, b.truncated = b.line[:0], false
+}
+
+// end traces the summary and the end-of-data line.
+func (b *bodyTrace) end(size int64) {
+	if len(b.line) > 0 || b.truncated {
+		b.endLine()
+	}
+	summary := fmt.Sprintf("message data: %d octets in %d lines", size, b.lines)
+	if hidden := b.lines - shownBodyLines; hidden > 0 && !b.t.body {
+		summary += fmt.Sprintf(", %d not shown (-trace-body shows them)", hidden)
+	}
+	b.t.event(b.id, "%s", summary)
+	b.t.client(b.id, ".")
 }

@@ -23,6 +23,7 @@ type statsCollector struct {
 	srv *smtpd.Server
 
 	connections, sessions, bytes, messages *prometheus.Desc
+	bareLF                                 *prometheus.Desc
 	commands, replies                      *prometheus.Desc
 	uptime, maxSize, verbose               *prometheus.Desc
 }
@@ -34,6 +35,7 @@ func newStatsCollector(srv *smtpd.Server) *statsCollector {
 		sessions:    prometheus.NewDesc("smtpd_sessions_active", "SMTP sessions open now.", nil, nil),
 		bytes:       prometheus.NewDesc("smtpd_bytes_total", "Bytes received (in) and sent (out) by SMTP sessions.", []string{"direction"}, nil),
 		messages:    prometheus.NewDesc("smtpd_messages_total", "Messages by result: accepted (250), rejected (552 after the data), failed (451, not stored).", []string{"result"}, nil),
+		bareLF:      prometheus.NewDesc("smtpd_bare_lf_lines_total", "Command lines that ended in a bare LF instead of CRLF.", nil, nil),
 		commands:    prometheus.NewDesc("smtpd_commands_total", "SMTP commands received, by verb.", []string{"verb"}, nil),
 		replies:     prometheus.NewDesc("smtpd_replies_total", "SMTP replies sent, by code.", []string{"code"}, nil),
 		uptime:      prometheus.NewDesc("smtpd_uptime_seconds", "Time since the server started.", nil, nil),
@@ -43,7 +45,7 @@ func newStatsCollector(srv *smtpd.Server) *statsCollector {
 }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.connections, c.sessions, c.bytes, c.messages, c.commands, c.replies, c.uptime, c.maxSize, c.verbose} {
+	for _, d := range []*prometheus.Desc{c.connections, c.sessions, c.bytes, c.messages, c.bareLF, c.commands, c.replies, c.uptime, c.maxSize, c.verbose} {
 		ch <- d
 	}
 }
@@ -63,6 +65,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.messages, st.Messages, "accepted")
 	counter(c.messages, st.Rejected, "rejected")
 	counter(c.messages, st.Failed, "failed")
+	counter(c.bareLF, st.BareLF)
 	for verb, n := range st.Commands {
 		counter(c.commands, n, verb)
 	}

@@ -51,6 +51,8 @@ type smtpdFlags struct {
 	maxRcpt, maxConns     int
 	maxErrors             int
 	verbose               bool
+	explain, traceBody    bool
+	strictCRLF            bool
 	color                 string
 	idleTimeout           time.Duration
 	dataTimeout           time.Duration
@@ -75,6 +77,9 @@ func (f *smtpdFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.maxErrors, "max-errors", smtpd.DefaultMaxErrors, "error replies before a session is closed")
 	fs.BoolVar(&f.verbose, "v", false, "start with the session trace on")
 	fs.StringVar(&f.color, "color", "auto", "trace colors: auto, always or never")
+	fs.BoolVar(&f.explain, "explain", false, "follow each reply in the trace with what it means and its RFC section")
+	fs.BoolVar(&f.traceBody, "trace-body", false, "trace message data whole (default: the first lines and the size)")
+	fs.BoolVar(&f.strictCRLF, "strict-crlf", false, "refuse lines ending in a bare LF (default: take them, and say so in the trace)")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", smtpd.DefaultCommandTimeout, "how long to wait for a command")
 	fs.DurationVar(&f.dataTimeout, "data-timeout", smtpd.DefaultDataTimeout, "how long to wait for each block of message data")
 	fs.StringVar(&f.metricsHTTP, "metrics-http", "", "serve Prometheus metrics at http://`ADDR`/metrics (default off)")
@@ -131,6 +136,9 @@ func (f *smtpdFlags) config(stdout, stderr io.Writer) (smtpd.Config, error) {
 		Trace:           stdout,
 		TraceColor:      colorMode,
 		Verbose:         f.verbose,
+		Explain:         f.explain,
+		TraceBody:       f.traceBody,
+		StrictCRLF:      f.strictCRLF,
 	}
 	if f.filter != "" {
 		args, err := splitWords(f.filter)
