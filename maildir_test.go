@@ -194,7 +194,7 @@ func TestMailboxNameDistinct(t *testing.T) {
 }
 
 func FuzzMailboxName(f *testing.F) {
-	for _, s := range []string{"alice", "Alice.Smith", "../x", "/etc/passwd", `a\b`, "\x00", ".", "..", "", "%", "ÉCOLE", "\xff", "a\u0085b", strings.Repeat("x", 300)} {
+	for _, s := range []string{"alice", "Alice.Smith", "../x", "/etc/passwd", `a\b`, "\x00", ".", "..", "", "%", "ÉCOLE", "\xff", strings.Repeat("x", 300)} {
 		f.Add(s, s+"x")
 	}
 	f.Fuzz(func(t *testing.T, a, b string) {
