@@ -522,3 +522,31 @@ func TestDeliveryNamesDistinct(t *testing.T) {
 		t.Errorf("alice/new holds %d distinct files, want %d", len(names), n)
 	}
 }
+
+// TestDeliveryAfterMailboxRemoved checks that a mailbox removed while the
+// server runs (by an administrator, or a cleanup job) is made again at the
+// next delivery, rather than failing every delivery to it until a restart.
+func TestDeliveryAfterMailboxRemoved(t *testing.T) {
+	md, root := testMaildir(t)
+	deliver := func() error {
+		d, err := md.create([]string{"alice"}, testPrefix)
+		if err != nil {
+			return err
+		}
+		io.WriteString(d, "hi\r\n")
+		_, err = d.commit()
+		return err
+	}
+	if err := deliver(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(root, "alice")); err != nil {
+		t.Fatal(err)
+	}
+	if err := deliver(); err != nil {
+		t.Fatalf("delivery after alice/ was removed: %v", err)
+	}
+	if names := listDir(t, filepath.Join(root, "alice", "new")); len(names) != 1 {
+		t.Errorf("alice/new holds %q, want one file", names)
+	}
+}

@@ -37,6 +37,30 @@ func TestParseCommand(t *testing.T) {
 	}
 }
 
+// TestParseCommandNonASCIIVerb checks that only ASCII letters are
+// upper-cased: verbs are ASCII (RFC 5321 §2.4 makes them case-insensitive in
+// ASCII), so "quıt" with a dotless ı, or "ſend" with a long s, must not
+// become QUIT or SEND through Unicode case mapping.
+func TestParseCommandNonASCIIVerb(t *testing.T) {
+	tests := []struct {
+		name string
+		line string
+		not  string
+	}{
+		{name: "dotless i", line: "quıt", not: "QUIT"},
+		{name: "dotless i in MAIL", line: "maıl FROM:<a@b>", not: "MAIL"},
+		{name: "long s", line: "ſend", not: "SEND"},
+		{name: "Kelvin sign", line: "\u212aeep", not: "KEEP"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if verb, _ := parseCommand(tc.line); verb == tc.not {
+				t.Errorf("parseCommand(%q) verb = %q, want anything but %q", tc.line, verb, tc.not)
+			}
+		})
+	}
+}
+
 func TestParseHelo(t *testing.T) {
 	tests := []struct {
 		name    string
