@@ -187,6 +187,15 @@ func (md *maildir) prepare(box string) error {
 	return nil
 }
 
+// forget drops boxes from the mailboxes known to exist.
+func (md *maildir) forget(boxes []string) {
+	md.mu.Lock()
+	defer md.mu.Unlock()
+	for _, box := range boxes {
+		delete(md.ready, box)
+	}
+}
+
 func (md *maildir) syncDir(dir string) error {
 	d, err := md.root.Open(dir)
 	if err != nil {
@@ -225,11 +234,23 @@ func (md *maildir) create(boxes []string) (*delivery, error) {
 		}
 	}
 	d := &delivery{md: md, boxes: boxes}
-	for {
+	for retried := false; ; {
 		d.name = md.uniqueName(time.Now())
 		f, err := md.root.OpenFile(d.tmpPath(boxes[0]), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if errors.Is(err, fs.ErrExist) {
 			continue // a clash with another process on the same host and pid
+		}
+		if errors.Is(err, fs.ErrNotExist) && !retried {
+			// Someone removed the mailbox since it was prepared:
+			// forget it and make it again, once.
+			retried = true
+			md.forget(boxes)
+			for _, box := range boxes {
+				if err := md.prepare(box); err != nil {
+					return nil, fmt.Errorf("maildir: mailbox %q: %w", box, err)
+				}
+			}
+			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("maildir: create in %q: %w", boxes[0], err)

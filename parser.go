@@ -24,7 +24,18 @@ var (
 // white space, which hand-typed sessions are full of.
 func parseCommand(line string) (verb, arg string) {
 	verb, arg, _ = strings.Cut(line, " ")
-	return strings.ToUpper(verb), strings.Trim(arg, " \t")
+	return asciiUpper(verb), strings.Trim(arg, " \t")
+}
+
+// asciiUpper upper-cases ASCII letters only: with Unicode rules "quıt"
+// (dotless i) would become QUIT.
+func asciiUpper(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'a' <= r && r <= 'z' {
+			return r - 'a' + 'A'
+		}
+		return r
+	}, s)
 }
 
 // parseHelo validates the argument of HELO or EHLO. RFC 5321 §4.1.1.1 wants a
@@ -38,13 +49,18 @@ func parseHelo(arg string) (string, error) {
 	return arg, nil
 }
 
-// printable reports whether s is valid UTF-8 without control characters.
+// printable reports whether s is valid UTF-8 without control characters,
+// line or paragraph separators, or bidirectional overrides: nothing that
+// could break a header line or rearrange what a log or terminal shows.
 func printable(s string) bool {
 	if !utf8.ValidString(s) {
 		return false
 	}
 	for _, r := range s {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+		switch {
+		case r < 0x20, r == 0x7f, r >= 0x80 && r < 0xa0, // C0, DEL, C1
+			r == 0x2028, r == 0x2029, // line and paragraph separators
+			r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069: // bidi
 			return false
 		}
 	}
@@ -247,7 +263,9 @@ func (p *parser) path() (address, error) {
 	if err := p.expect('>'); err != nil {
 		return address{}, err
 	}
-	if !utf8.ValidString(a.raw) {
+	// RFC 6531 allows UTF-8, not control or format characters: they
+	// would reach headers, logs and file names.
+	if !printable(a.raw) {
 		return address{}, errSyntax
 	}
 	return a, nil
@@ -411,11 +429,15 @@ func (p *parser) parameters() ([]string, error) {
 	if rest[0] != ' ' {
 		return nil, errSyntax
 	}
-	words := strings.Fields(rest)
-	for _, w := range words {
-		if !printable(w) {
+	var words []string
+	for _, w := range strings.Split(rest, " ") {
+		if w == "" {
+			continue // several spaces, as typed by hand
+		}
+		if !printable(w) || strings.ContainsRune(w, '\t') {
 			return nil, errSyntax
 		}
+		words = append(words, w)
 	}
 	return words, nil
 }

@@ -172,6 +172,9 @@ func (c *Client) readLine() (string, error) {
 		if err == bufio.ErrBufferFull {
 			continue
 		}
+		if err == io.EOF && len(line) > 0 {
+			return "", fmt.Errorf("%w: reply line %q cut off", io.ErrUnexpectedEOF, line)
+		}
 		if err != nil {
 			return "", err
 		}

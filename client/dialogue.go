@@ -44,7 +44,9 @@ type step struct {
 func ParseDialogue(r io.Reader) (*Dialogue, error) {
 	d := &Dialogue{}
 	sc := bufio.NewScanner(r)
-	for n := 1; sc.Scan(); n++ {
+	sc.Buffer(nil, 1<<20) // a dialogue may send a long raw line
+	n := 1
+	for ; sc.Scan(); n++ {
 		text := strings.TrimRight(sc.Text(), "\r")
 		if strings.TrimSpace(text) == "" || strings.HasPrefix(text, "#") {
 			continue
@@ -56,7 +58,10 @@ func ParseDialogue(r io.Reader) (*Dialogue, error) {
 		st.line = n
 		d.steps = append(d.steps, st)
 	}
-	return d, sc.Err()
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("dialogue line %d: %w", n, err)
+	}
+	return d, nil
 }
 
 func parseStep(text string) (step, error) {
