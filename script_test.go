@@ -32,6 +32,7 @@ func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"smtpd":          func() { os.Exit(cli.SmtpdMain()) },
 		"metrics_client": func() { os.Exit(cli.MetricsClientMain()) },
+		"smtpplay":       func() { os.Exit(cli.SmtpplayMain()) },
 	})
 }
 
@@ -53,18 +54,19 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"start-smtpd":    cmdStartSmtpd,
-			"stop-smtpd":     cmdStopSmtpd,
-			"smtpd-wait":     cmdSmtpdWait,
-			"smtp":           cmdSMTP,
-			"smtp-wait":      cmdSMTPWait,
-			"smtp-continue":  cmdSMTPContinue,
-			"smtpd-signal":   cmdSmtpdSignal,
-			"mail-count":     cmdMailCount,
-			"mail-cat":       cmdMailCat,
-			"exitcode":       cmdExitcode,
-			"pids-gone":      cmdPidsGone,
-			"smtpd-children": cmdSmtpdChildren,
+			"start-smtpd":     cmdStartSmtpd,
+			"stop-smtpd":      cmdStopSmtpd,
+			"smtpd-wait":      cmdSmtpdWait,
+			"smtp":            cmdSMTP,
+			"smtp-wait":       cmdSMTPWait,
+			"smtp-continue":   cmdSMTPContinue,
+			"smtpd-signal":    cmdSmtpdSignal,
+			"mail-count":      cmdMailCount,
+			"mail-cat":        cmdMailCat,
+			"exitcode":        cmdExitcode,
+			"pids-gone":       cmdPidsGone,
+			"trace-normalize": cmdTraceNormalize,
+			"smtpd-children":  cmdSmtpdChildren,
 		},
 	})
 }
@@ -466,4 +468,31 @@ func cmdSmtpdChildren(ts *testscript.TestScript, neg bool, args []string) {
 	if len(children) != want {
 		ts.Fatalf("smtpd-children: smtpd has %d children %v, want %d", len(children), children, want)
 	}
+}
+
+// traceVariables are the parts of a trace that change from run to run.
+var traceVariables = []struct {
+	re   *regexp.Regexp
+	with string
+}{
+	{regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d\.\d{3} `), "hh:mm:ss.mmm "},
+	{regexp.MustCompile(`127\.0\.0\.1:\d+`), "127.0.0.1:PORT"},
+	{regexp.MustCompile(`queued as [A-Z2-7]{13}`), "queued as QUEUEID"},
+	{regexp.MustCompile(`\x1b`), `\e`},
+}
+
+// trace-normalize
+//
+// Rewrites the last command's stdout so that a trace can be compared with
+// a golden file: times become hh:mm:ss.mmm, loopback ports PORT, queue ids
+// QUEUEID, and the escape character of colors \e.
+func cmdTraceNormalize(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: trace-normalize")
+	}
+	out := ts.ReadFile("stdout")
+	for _, v := range traceVariables {
+		out = v.re.ReplaceAllString(out, v.with)
+	}
+	ts.Stdout().Write([]byte(out))
 }

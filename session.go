@@ -108,8 +108,10 @@ func (s *session) serve() {
 		s.send(r)
 		if r.close {
 			if r.code != 0 {
+				// Traced before the write, so that a client that
+				// reconnects at once is traced after it.
+				s.srv.trace.event(s.id, "server hangs up")
 				s.flush()
-				s.srv.trace.event(s.id, "closed by server")
 			}
 			return
 		}
@@ -174,11 +176,17 @@ func (s *session) next() (reply, error) {
 // reads the next command line within CommandTimeout.
 func (s *session) readCommand() (string, error) {
 	s.conn.SetReadDeadline(time.Now().Add(s.srv.set.commandTimeout))
-	if s.br.Buffered() == 0 {
+	batchStart := s.br.Buffered() == 0
+	if batchStart {
 		if err := s.flush(); err != nil {
 			return "", err
 		}
 	}
+	defer func() {
+		if batchStart && s.br != nil && s.br.Buffered() > 0 {
+			s.tracePipelined()
+		}
+	}()
 	if s.state < stateMail {
 		// Shutdown wakes idle sessions by moving their read deadline
 		// to now. It sets its flag before it looks at ours, and we set
@@ -249,6 +257,20 @@ func (s *session) readLine() (string, error) {
 		}
 	}
 	return string(bytes.TrimSuffix(line, []byte{'\r'})), nil
+}
+
+// tracePipelined notes, in the trace, a command that came with more lines
+// behind it in the same read: a PIPELINING batch (RFC 2920), whose replies
+// go back together once the batch is handled.
+func (s *session) tracePipelined() {
+	if !s.srv.trace.enabled() {
+		return
+	}
+	more, _ := s.br.Peek(s.br.Buffered())
+	n := bytes.Count(more, []byte{'\n'})
+	if n > 0 {
+		s.srv.trace.event(s.id, "pipelining: this command came with %d more lines in one read (RFC 2920); their replies go back together", n)
+	}
 }
 
 // hintCRLF says once per session, in the trace, that SMTP lines end with

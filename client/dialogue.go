@@ -29,6 +29,10 @@ type Dialogue struct {
 	// make something happen at an exact point of the dialogue. A WAIT
 	// without it fails.
 	Resume <-chan struct{}
+	// Step, if set, is called before each batch of held lines is sent,
+	// so that a lesson can go one exchange at a time (a PIPELINING batch
+	// is one exchange). An error stops the dialogue.
+	Step func() error
 
 	steps []step
 }
@@ -99,6 +103,11 @@ func (d *Dialogue) Play(c *Client) error {
 	flush := func() error {
 		if len(pending) == 0 {
 			return nil
+		}
+		if d.Step != nil {
+			if err := d.Step(); err != nil {
+				return err
+			}
 		}
 		err := c.write(pending)
 		pending = pending[:0]
