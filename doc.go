@@ -46,11 +46,25 @@
 //
 // # Tracing
 //
-// With Config.Trace set and the trace switched on, every line of every
-// session is written there, colored by direction and reply class:
+// With Config.Trace set and the trace switched on (Config.Verbose, or at
+// run time through the management protocol), every line of every session is
+// written there, colored by direction and reply class; Config.Explain adds
+// what each reply means and where it is defined:
 //
 //	14:25:11.120 [7] C: MAIL FROM:<bob@example.net>
 //	14:25:11.120 [7] S: 250 2.1.0 Ok
+//	14:25:11.120 [7]    ↳ sender accepted: a mail transaction has begun; … (RFC 5321 §4.1.1.2; …)
 //	14:25:11.121 [7] C: RCPT TO:<alice@example.org>
 //	14:25:11.121 [7] S: 250 2.1.5 Ok
+//
+// # Management
+//
+// ServeMetrics answers the UDP management protocol (docs/metrics-protocol.md):
+// counters, the trace switch, the size limit and the content filter switch,
+// authenticated with Config.MetricsKey. MetricsClient is its client.
+//
+// # Content filters
+//
+// Config.Filter transforms each message before it is stored: a Go function
+// (FilterFunc) or a program (CommandFilter), which may also refuse it.
 package smtpd

@@ -114,3 +114,28 @@ func TestTraceConcurrentSessions(t *testing.T) {
 		}
 	}
 }
+
+// TestBareLFCounted checks that command lines ending in a bare LF are
+// counted, and CRLF lines are not.
+func TestBareLFCounted(t *testing.T) {
+	srv := smtpdtest.NewServer(t, smtpd.Config{})
+	c, err := client.Dial(srv.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Greeting(); err != nil {
+		t.Fatal(err)
+	}
+	for _, raw := range []string{"EHLO nc.class\n", "NOOP\r\n", "NOOP\n"} {
+		if err := c.SendRaw([]byte(raw)); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := c.ReadReply(); err != nil || r.Code != 250 {
+			t.Fatalf("%q: %v %v", raw, r, err)
+		}
+	}
+	if got := srv.SMTP.Stats().BareLF; got != 2 {
+		t.Errorf("Stats().BareLF = %d, want 2", got)
+	}
+}
