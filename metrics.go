@@ -231,7 +231,8 @@ func parseRequest(b, key []byte) (request, error) {
 }
 
 // parseResponse checks a response datagram's length, signature, version and
-// MAC and decodes it.
+// MAC and decodes it. On errBadMAC the decoded fields are returned too: a
+// client whose key is wrong can still recognise its AUTH_FAILED answer.
 func parseResponse(b, key []byte) (response, error) {
 	switch {
 	case len(b) != responseSize:
@@ -240,13 +241,15 @@ func parseResponse(b, key []byte) (response, error) {
 		return response{}, errDrop
 	case b[2] != protoVersion:
 		return response{}, errBadVersion
-	case !hmac.Equal(mac(key, b[:responseMACOffset]), b[responseMACOffset:]):
-		return response{}, errBadMAC
 	}
-	return response{
+	r := response{
 		status:  Status(b[3]),
 		id:      binary.BigEndian.Uint16(b[4:]),
 		command: Command(b[6]),
 		value:   binary.BigEndian.Uint64(b[8:]),
-	}, nil
+	}
+	if !hmac.Equal(mac(key, b[:responseMACOffset]), b[responseMACOffset:]) {
+		return r, errBadMAC
+	}
+	return r, nil
 }

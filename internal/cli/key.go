@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -15,27 +16,36 @@ const keySize = 32
 
 // loadOrCreateKey reads the management key from name (hex), creating the
 // file with a new random key, readable by its owner only, when it does not
-// exist. Two servers starting at once on one directory agree on the key:
-// the file is created with O_EXCL, and the loser reads the winner's.
+// exist. The file appears whole or not at all: it is written under a
+// temporary name and linked into place, so two servers starting at once on
+// one directory agree on the key, and neither reads a half-written file.
 func loadOrCreateKey(name string) ([]byte, error) {
+	if key, err := readKey(name); !errors.Is(err, fs.ErrNotExist) {
+		return key, err
+	}
 	key := make([]byte, keySize)
 	rand.Read(key)
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return readKey(name)
+	tmp, err := os.CreateTemp(filepath.Dir(name), ".metrics.key.*")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = fmt.Fprintln(tmp, hex.EncodeToString(key))
+	if err == nil {
+		err = tmp.Chmod(0o600)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
 	}
 	if err != nil {
 		return nil, err
 	}
-	_, err = fmt.Fprintln(f, hex.EncodeToString(key))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(name)
+	if err := os.Link(tmp.Name(), name); errors.Is(err, fs.ErrExist) {
+		return readKey(name) // another server was first
+	} else if err != nil {
 		return nil, err
 	}
 	return key, nil

@@ -181,7 +181,7 @@ var menuItems = []string{
 // choices, the answer, and "another request?". Any input is handled: a bad
 // choice is asked again, and the end of input ends the menu (status 0).
 func runMenu(ctx context.Context, c *smtpd.MetricsClient, addr string, stdin io.Reader, stdout io.Writer) int {
-	in := bufio.NewScanner(stdin)
+	in := &lineInput{r: bufio.NewReader(stdin)}
 	fmt.Fprintf(stdout, "smtpd management client, server %s\n", addr)
 	for {
 		cmd, ok := menuChoice(in, stdout)
@@ -205,7 +205,7 @@ func runMenu(ctx context.Context, c *smtpd.MetricsClient, addr string, stdin io.
 
 // menuChoice prints the menu and reads a choice until it is valid; ok is
 // false at the end of input or on choice 0.
-func menuChoice(in *bufio.Scanner, stdout io.Writer) (cmd smtpd.Command, ok bool) {
+func menuChoice(in *lineInput, stdout io.Writer) (cmd smtpd.Command, ok bool) {
 	fmt.Fprintln(stdout)
 	for i, item := range menuItems {
 		fmt.Fprintf(stdout, "%2d. %s\n", i+1, item)
@@ -225,14 +225,15 @@ func menuChoice(in *bufio.Scanner, stdout io.Writer) (cmd smtpd.Command, ok bool
 
 // askNumber reads a non-negative number, asking again after anything else;
 // ok is false at the end of input.
-func askNumber(in *bufio.Scanner, stdout io.Writer, prompt string) (uint64, bool) {
+func askNumber(in *lineInput, stdout io.Writer, prompt string) (uint64, bool) {
 	for {
 		fmt.Fprint(stdout, prompt)
-		if !in.Scan() {
+		line, ok := in.next()
+		if !ok {
 			fmt.Fprintln(stdout)
 			return 0, false
 		}
-		text := strings.TrimSpace(in.Text())
+		text := strings.TrimSpace(line)
 		n, err := strconv.ParseUint(text, 10, 64)
 		if err == nil {
 			return n, true
@@ -242,14 +243,15 @@ func askNumber(in *bufio.Scanner, stdout io.Writer, prompt string) (uint64, bool
 }
 
 // askYesNo reads y or n (any case, also yes/no); the end of input is no.
-func askYesNo(in *bufio.Scanner, stdout io.Writer, prompt string) bool {
+func askYesNo(in *lineInput, stdout io.Writer, prompt string) bool {
 	for {
 		fmt.Fprint(stdout, prompt)
-		if !in.Scan() {
+		line, ok := in.next()
+		if !ok {
 			fmt.Fprintln(stdout)
 			return false
 		}
-		switch strings.ToLower(strings.TrimSpace(in.Text())) {
+		switch strings.ToLower(strings.TrimSpace(line)) {
 		case "y", "yes":
 			return true
 		case "n", "no":
@@ -272,6 +274,35 @@ func describeAnswer(ctx context.Context, c *smtpd.MetricsClient, cmd smtpd.Comma
 		return "Error: " + err.Error()
 	}
 	return fmt.Sprintf("%s: %d", menuItems[cmd], value)
+}
+
+// lineInput reads the lines a person types, of any length: a line too long
+// to be an answer is read to its end and kept only in part, so that it is a
+// wrong answer rather than the end of input.
+type lineInput struct {
+	r *bufio.Reader
+}
+
+// maxAnswer is how much of a typed line is kept.
+const maxAnswer = 256
+
+// next returns the next line without its line ending; ok is false at the end
+// of input.
+func (in *lineInput) next() (line string, ok bool) {
+	var kept []byte
+	for {
+		frag, err := in.r.ReadSlice('\n')
+		if len(kept) < maxAnswer {
+			kept = append(kept, frag[:min(len(frag), maxAnswer-len(kept))]...)
+		}
+		switch {
+		case err == bufio.ErrBufferFull:
+			continue
+		case err != nil && len(frag) == 0 && len(kept) == 0:
+			return "", false
+		}
+		return strings.TrimRight(string(kept), "\r\n"), true
+	}
 }
 
 func truncate(s string, n int) string {

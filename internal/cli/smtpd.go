@@ -151,9 +151,11 @@ func (f *smtpdFlags) config(stdout, stderr io.Writer) (smtpd.Config, error) {
 		cfg.Filter = smtpd.CommandFilter{Args: args}
 		cfg.FilterTimeout = f.filterTimeout
 	}
+	// The counters persist whether or not the management protocol is on.
+	cfg.StateFile = filepath.Join(f.dataDir, "metrics.state")
 	if f.metricsPort >= 0 {
-		// The key and the counters live in the data directory, which
-		// must exist before the server creates it.
+		// The key lives in the data directory, which must exist
+		// before the server creates it.
 		if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
 			return cfg, fmt.Errorf("data directory: %w", err)
 		}
@@ -162,7 +164,6 @@ func (f *smtpdFlags) config(stdout, stderr io.Writer) (smtpd.Config, error) {
 			return cfg, fmt.Errorf("management key: %w", err)
 		}
 		cfg.MetricsKey = key
-		cfg.StateFile = filepath.Join(f.dataDir, "metrics.state")
 	}
 	return cfg, nil
 }
