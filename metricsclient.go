@@ -100,9 +100,11 @@ func (c *MetricsClient) await(ctx context.Context, cmd Command, sent map[uint16]
 	if d, has := ctx.Deadline(); has && d.Before(deadline) {
 		deadline = d
 	}
+	// The deadline first: a context already ended must be able to cut
+	// it short.
+	c.conn.SetReadDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { c.conn.SetReadDeadline(time.Now()) })
 	defer stop()
-	c.conn.SetReadDeadline(deadline)
 	for {
 		n, err := c.conn.Read(buf)
 		if ctxErr := contextEnded(ctx); ctxErr != nil {
