@@ -817,3 +817,107 @@ func TestCountersCountRefusedConnections(t *testing.T) {
 		t.Errorf("historical = %d, %v; want still 2", v, err)
 	}
 }
+
+// mcRequest builds a request datagram (SPEC §6) with its own code.
+func mcRequest(key []byte, cmd uint8, id uint16, arg uint64, timestamp time.Time) []byte {
+	b := make([]byte, 24, 40)
+	binary.BigEndian.PutUint16(b, 0x534D)
+	b[2], b[3] = 1, cmd
+	binary.BigEndian.PutUint16(b[4:], id)
+	binary.BigEndian.PutUint64(b[8:], arg)
+	binary.BigEndian.PutUint64(b[16:], uint64(timestamp.UnixMilli()))
+	h := hmac.New(sha256.New, key)
+	h.Write(b)
+	return h.Sum(b)[:40]
+}
+
+// TestServeMetricsDatagrams sends raw datagrams to ServeMetrics over UDP.
+// The server answers in order, one at a time, so the datagrams that get
+// no answer are followed by one that does: the answers that arrive show
+// which were dropped, without waiting for a silence.
+func TestServeMetricsDatagrams(t *testing.T) {
+	s := startMCServer(t, smtpd.Config{})
+	key := s.srv.Config.MetricsKey
+	conn, err := net.Dial("udp", s.metricsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	valid := mcRequest(key, uint8(smtpd.CmdMessages), 1, 0, time.Now())
+	long := func(n int, id uint16) []byte {
+		b := make([]byte, n)
+		copy(b, mcRequest(key, uint8(smtpd.CmdMessages), id, 0, time.Now()))
+		return b
+	}
+	wrongSig := mcRequest(key, uint8(smtpd.CmdMessages), 2, 0, time.Now())
+	wrongSig[0] = 'X'
+	sends := []struct {
+		name       string
+		datagram   []byte
+		wantStatus int // -1: no answer
+	}{
+		{"31 octets", valid[:31], -1},
+		{"wrong signature", wrongSig, -1},
+		{"3 octets", valid[:3], -1},
+		{"1000 octets", long(1000, 3), int(smtpd.StatusInvalidRequestLength)},
+		{"largest UDP datagram", long(65507, 4), int(smtpd.StatusInvalidRequestLength)},
+		{"32 octets", long(32, 5), int(smtpd.StatusInvalidRequestLength)},
+		{"valid", valid, int(smtpd.StatusOK)},
+		{"same again: replay", valid, int(smtpd.StatusAuthFailed)},
+		{"version 9", func() []byte { b := mcRequest(key, 0, 6, 0, time.Now()); b[2] = 9; return b }(), int(smtpd.StatusInvalidVersion)},
+		{"stale", mcRequest(key, 0, 7, 0, time.Now().Add(-time.Minute)), int(smtpd.StatusAuthFailed)},
+		{"command 200", mcRequest(key, 200, 8, 0, time.Now()), int(smtpd.StatusInvalidCommand)},
+		{"uptime", mcRequest(key, uint8(smtpd.CmdUptime), 9, 0, time.Now()), int(smtpd.StatusOK)},
+	}
+	var want []string
+	for _, snd := range sends {
+		if _, err := conn.Write(snd.datagram); err != nil {
+			t.Fatalf("%s: %v", snd.name, err)
+		}
+		if snd.wantStatus >= 0 {
+			want = append(want, fmt.Sprintf("id %d status %d", binary.BigEndian.Uint16(snd.datagram[4:]), snd.wantStatus))
+		}
+	}
+	conn.SetReadDeadline(time.Now().Add(mcWait))
+	buf := make([]byte, 100)
+	for _, w := range want {
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("waiting for the answer %q: %v", w, err)
+		}
+		if n != 32 {
+			t.Errorf("answer of %d octets, want 32", n)
+		}
+		h := hmac.New(sha256.New, key)
+		h.Write(buf[:16])
+		if !hmac.Equal(h.Sum(nil)[:16], buf[16:32]) {
+			t.Errorf("answer %x: bad MAC", buf[:n])
+		}
+		if got := fmt.Sprintf("id %d status %d", binary.BigEndian.Uint16(buf[4:]), buf[3]); got != w {
+			t.Errorf("answer %q, want %q", got, w)
+		}
+	}
+}
+
+// TestServeMetricsNeedsKey: without a key of at least 16 octets there is
+// no management protocol.
+func TestServeMetricsNeedsKey(t *testing.T) {
+	srv, err := smtpd.NewServer(smtpd.Config{Hostname: "mx.test", DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.ServeMetrics(pc); err == nil || errors.Is(err, smtpd.ErrServerClosed) {
+		t.Errorf("ServeMetrics without a key = %v, want an error about the key", err)
+	}
+	if _, err := pc.WriteTo([]byte("x"), pc.LocalAddr()); err == nil {
+		t.Errorf("ServeMetrics left its PacketConn open")
+	}
+	if _, err := smtpd.NewServer(smtpd.Config{Hostname: "mx.test", DataDir: t.TempDir(), MetricsKey: make([]byte, 15)}); err == nil {
+		t.Errorf("NewServer accepted a 15-octet MetricsKey")
+	}
+}
