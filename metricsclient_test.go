@@ -245,13 +245,13 @@ type lossyRelay struct {
 	nResp    int
 }
 
-func newLossyRelay(t *testing.T, serverAddr string, dropRequests, dropResponses int) *lossyRelay {
+func newLossyRelay(t *testing.T, serverAddr string, dropRequests, dropResponses int, holdFirst bool) *lossyRelay {
 	t.Helper()
 	server, err := net.ResolveUDPAddr("udp", serverAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &lossyRelay{server: server}
+	r := &lossyRelay{server: server, holdFirst: holdFirst}
 	r.dropRequests.Store(int32(dropRequests))
 	r.dropResponses.Store(int32(dropResponses))
 	if r.client, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
@@ -353,8 +353,7 @@ func TestMetricsClientRetransmits(t *testing.T) {
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := startMCServer(t, smtpd.Config{})
-			relay := newLossyRelay(t, s.metricsAddr, tc.dropRequests, tc.dropResponses)
-			relay.holdFirst = tc.holdFirst
+			relay := newLossyRelay(t, s.metricsAddr, tc.dropRequests, tc.dropResponses, tc.holdFirst)
 			c := dialMC(t, relay.addr(), s.srv.Config.MetricsKey, 300*time.Millisecond)
 			c.Attempts = attempts
 			want := uint64(5000 + i)
