@@ -99,9 +99,25 @@ func (srv *Server) answer(datagram []byte, now time.Time) []byte {
 		resp.value, resp.status = srv.run(req.command, req.argument)
 	}
 	if resp.status == StatusAuthFailed {
-		srv.log.Warn("smtpd: management request refused", "status", resp.status.String(), "command", req.command.String())
+		srv.logRefused(now)
 	}
 	return appendResponse(make([]byte, 0, responseSize), resp, key)
+}
+
+// refusedLogInterval is how often refused management requests are logged:
+// anyone can send datagrams with a valid signature, and must not be able to
+// flood the log with them.
+const refusedLogInterval = 10 * time.Second
+
+// logRefused counts a refused request and logs the count at most once per
+// refusedLogInterval.
+func (srv *Server) logRefused(now time.Time) {
+	srv.refused.Add(1)
+	last := srv.refusedLogged.Load()
+	if now.UnixNano()-last < int64(refusedLogInterval) || !srv.refusedLogged.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	srv.log.Warn("smtpd: management requests refused (bad MAC, stale timestamp or replay)", "count", srv.refused.Swap(0))
 }
 
 // run carries out an authenticated command.

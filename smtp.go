@@ -164,6 +164,8 @@ type Server struct {
 	nextSession atomic.Uint64
 	stats       counters
 	replay      replayGuard // of the management protocol
+	refused       atomic.Int64 // management requests refused since the last log line
+	refusedLogged atomic.Int64 // when that line was written, Unix nanoseconds
 
 	mu          sync.Mutex
 	listeners   map[net.Listener]struct{}
