@@ -156,14 +156,14 @@ type Server struct {
 	trace    *tracer
 	log      *slog.Logger
 
-	started     time.Time
-	inShutdown  atomic.Bool
-	verbose     atomic.Bool  // the run-time trace switch
-	maxSize     atomic.Int64 // the run-time size limit
-	filterOn    atomic.Bool  // the run-time content filter switch
-	nextSession atomic.Uint64
-	stats       counters
-	replay      replayGuard // of the management protocol
+	started       time.Time
+	inShutdown    atomic.Bool
+	verbose       atomic.Bool  // the run-time trace switch
+	maxSize       atomic.Int64 // the run-time size limit
+	filterOn      atomic.Bool  // the run-time content filter switch
+	nextSession   atomic.Uint64
+	stats         counters
+	replay        replayGuard  // of the management protocol
 	refused       atomic.Int64 // management requests refused since the last log line
 	refusedLogged atomic.Int64 // when that line was written, Unix nanoseconds
 
