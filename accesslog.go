@@ -11,9 +11,13 @@ import (
 // accessLog is DIR/access.log: one JSON object per line for every accepted
 // message, the machine-readable successor of the original project's
 // reports.txt.
+//
+// The file is opened at the first message, not at start: a server that
+// receives nothing (many test servers) creates nothing.
 type accessLog struct {
-	mu sync.Mutex
-	f  *os.File
+	name string
+	mu   sync.Mutex
+	f    *os.File
 }
 
 // accessEntry is one line of the access log.
@@ -27,13 +31,7 @@ type accessEntry struct {
 	Size   int64     `json:"size"`
 }
 
-func openAccessLog(name string) (*accessLog, error) {
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	return &accessLog{f: f}, nil
-}
+func newAccessLog(name string) *accessLog { return &accessLog{name: name} }
 
 // write appends the line of m with a single write, so that lines from
 // concurrent sessions (and other processes appending) never interleave.
@@ -55,8 +53,22 @@ func (a *accessLog) write(m *Message) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.f == nil {
+		if a.f, err = os.OpenFile(a.name, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err != nil {
+			return err
+		}
+	}
 	_, err = a.f.Write(b.Bytes())
 	return err
 }
 
-func (a *accessLog) close() error { return a.f.Close() }
+func (a *accessLog) close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.f == nil {
+		return nil
+	}
+	err := a.f.Close()
+	a.f = nil
+	return err
+}

@@ -32,7 +32,7 @@ func TestFilterFuncTransforms(t *testing.T) {
 		_, err = w.Write(bytes.ToUpper(in))
 		return err
 	})
-	srv := smtpdtest.NewServer(t, smtpd.Config{Filter: upper})
+	srv := smtpdtest.NewServer(t, smtpdtest.Config(smtpd.Config{Filter: upper}))
 	if err := sendFiltered(t, srv.Addr, "alice@example.org"); err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestFilterFuncRefuses(t *testing.T) {
 		_, err := io.Copy(w, r)
 		return err
 	})
-	srv := smtpdtest.NewServer(t, smtpd.Config{Filter: filter, MaxMessageBytes: 1000, FilterTimeout: 50 * time.Millisecond})
+	srv := smtpdtest.NewServer(t, smtpdtest.Config(smtpd.Config{Filter: filter, MaxMessageBytes: 1000, FilterTimeout: 50 * time.Millisecond}))
 	for _, tc := range []struct{ rcpt, want string }{
 		{"spam@example.org", "554 5.7.1 no thanks"},
 		{"later@example.org", "451 4.3.0 Error: content filter failed, try again later"},

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tpe-protos/smtpd"
 	"github.com/tpe-protos/smtpd/smtpdtest"
 )
 
@@ -238,7 +237,7 @@ func TestInteropSwaks(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			swaks := requirePeer(t, "swaks", "swaks")
-			ts := smtpdtest.NewServer(t, smtpd.Config{})
+			ts := smtpdtest.NewServer(t)
 			msg := interopMessage("swaks-"+name, interopTo)
 			// swaks takes a file ending in the end-of-data line as the
 			// whole DATA section: it removes that line and sends its
@@ -265,7 +264,7 @@ func TestInteropSwaks(t *testing.T) {
 func TestInteropCurl(t *testing.T) {
 	t.Parallel()
 	curl := requirePeer(t, "curl", "curl")
-	ts := smtpdtest.NewServer(t, smtpd.Config{})
+	ts := smtpdtest.NewServer(t)
 	msg := interopMessage("curl", interopTo)
 	// curl uploads the file as it is, dot-stuffed; CRLF line endings make
 	// it a well-formed message.
@@ -281,7 +280,7 @@ func TestInteropCurl(t *testing.T) {
 func TestInteropMsmtp(t *testing.T) {
 	t.Parallel()
 	msmtp := requirePeer(t, "msmtp", "msmtp")
-	ts := smtpdtest.NewServer(t, smtpd.Config{})
+	ts := smtpdtest.NewServer(t)
 	host, port, err := net.SplitHostPort(ts.Addr)
 	if err != nil {
 		t.Fatal(err)
@@ -302,7 +301,7 @@ func TestInteropMsmtp(t *testing.T) {
 
 func TestInteropNetSMTPSendMail(t *testing.T) {
 	t.Parallel()
-	ts := smtpdtest.NewServer(t, smtpd.Config{})
+	ts := smtpdtest.NewServer(t)
 	msg := interopMessage("net-smtp-SendMail", interopTo)
 	if err := smtp.SendMail(ts.Addr, nil, interopFrom, []string{interopTo}, msg); err != nil {
 		t.Fatal(err)
@@ -313,7 +312,7 @@ func TestInteropNetSMTPSendMail(t *testing.T) {
 
 func TestInteropNetSMTPClient(t *testing.T) {
 	t.Parallel()
-	ts := smtpdtest.NewServer(t, smtpd.Config{})
+	ts := smtpdtest.NewServer(t)
 	msg := interopMessage("net-smtp-Client", interopTo, interopCc)
 	c, err := smtp.Dial(ts.Addr)
 	if err != nil {

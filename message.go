@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"net/mail"
 	"net/netip"
 	"strings"
 	"time"
@@ -26,8 +27,9 @@ type Message struct {
 	ESMTP bool
 	// RemoteAddr is the client's address.
 	RemoteAddr net.Addr
-	// Body is the BODY parameter of MAIL FROM: "7BIT", "8BITMIME" or "".
-	Body string
+	// BodyType is the BODY parameter of MAIL FROM: "7BIT", "8BITMIME" or
+	// "" (RFC 6152).
+	BodyType string
 	// SMTPUTF8 reports whether MAIL FROM carried the SMTPUTF8 parameter.
 	SMTPUTF8 bool
 	// Size is the size of the message data in octets, in its wire form.
@@ -331,4 +333,26 @@ func (l *lfWriter) Close() error {
 	l.cr = false
 	_, err := l.w.Write(crOnly)
 	return err
+}
+
+// Header returns the message's header fields, parsed by net/mail from Data
+// (nil when Data was not kept or has no valid header section).
+func (m *Message) Header() mail.Header {
+	msg, err := mail.ReadMessage(bytes.NewReader(m.Data))
+	if err != nil {
+		return nil
+	}
+	return msg.Header
+}
+
+// Body returns the message's body: Data after the header section and the
+// blank line that ends it, in the wire form (CRLF line endings).
+func (m *Message) Body() []byte {
+	if i := bytes.Index(m.Data, []byte("\r\n\r\n")); i >= 0 {
+		return m.Data[i+4:]
+	}
+	if bytes.HasPrefix(m.Data, []byte("\r\n")) {
+		return m.Data[2:]
+	}
+	return nil
 }

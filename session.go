@@ -441,7 +441,7 @@ func (s *session) newMessage() *Message {
 		Helo:       s.helo,
 		ESMTP:      s.esmtp,
 		RemoteAddr: s.remote,
-		Body:       s.params.body,
+		BodyType:   s.params.body,
 		SMTPUTF8:   s.params.smtputf8,
 		Time:       time.Now(),
 	}

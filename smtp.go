@@ -230,10 +230,7 @@ func (srv *Server) setup() error {
 	if srv.store, err = openMaildir(set.maildirRoot, set.hostname); err != nil {
 		return fmt.Errorf("smtpd: Maildir root: %w", err)
 	}
-	if srv.access, err = openAccessLog(filepath.Join(set.dataDir, "access.log")); err != nil {
-		srv.store.close()
-		return fmt.Errorf("smtpd: access log: %w", err)
-	}
+	srv.access = newAccessLog(filepath.Join(set.dataDir, "access.log"))
 	srv.listeners = make(map[net.Listener]struct{})
 	srv.packetConns = make(map[net.PacketConn]struct{})
 	srv.sessions = make(map[*session]struct{})

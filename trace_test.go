@@ -34,7 +34,7 @@ var traceLine = regexp.MustCompile(`^\d\d:\d\d:\d\d\.\d{3} \[(\d+)\] (C: |S: |\*
 // one whole line, and that each session's lines are complete and in order.
 func TestTraceConcurrentSessions(t *testing.T) {
 	rec := &lineRecorder{}
-	srv := smtpdtest.NewServer(t, smtpd.Config{Trace: rec, Verbose: true, Explain: true, TraceBody: true})
+	srv := smtpdtest.NewServer(t, smtpdtest.Config(smtpd.Config{Trace: rec, Verbose: true, Explain: true, TraceBody: true}))
 	const sessions, lines = 40, 20
 	var wg sync.WaitGroup
 	for i := range sessions {
@@ -118,7 +118,7 @@ func TestTraceConcurrentSessions(t *testing.T) {
 // TestBareLFCounted checks that command lines ending in a bare LF are
 // counted, and CRLF lines are not.
 func TestBareLFCounted(t *testing.T) {
-	srv := smtpdtest.NewServer(t, smtpd.Config{})
+	srv := smtpdtest.NewServer(t)
 	c, err := client.Dial(srv.Addr)
 	if err != nil {
 		t.Fatal(err)

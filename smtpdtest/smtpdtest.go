@@ -4,12 +4,21 @@
 // that lets the test read, or wait for, the messages it received.
 //
 //	func TestSignup(t *testing.T) {
-//		srv := smtpdtest.NewServer(t, smtpd.Config{})
+//		srv := smtpdtest.NewServer(t)
 //		app := NewApp(srv.Addr) // the code under test sends mail here
 //		app.Signup("alice@example.org")
-//		msgs, err := srv.WaitMessages(t.Context(), 1)
-//		...
+//		m, err := srv.WaitFor(t.Context(), smtpdtest.To("alice@example.org"))
+//		if err != nil {
+//			t.Fatal(err) // says which messages did arrive
+//		}
+//		if got := m.Header().Get("Subject"); got != "Welcome" {
+//			t.Errorf("Subject = %q", got)
+//		}
 //	}
+//
+// The server is the real one, with its real replies, durable Maildir
+// delivery and smuggling-safe DATA reader; options add what a test needs on
+// top (a trace in the test's output, fault plans, any AUTH accepted).
 package smtpdtest
 
 import (
@@ -18,6 +27,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -31,7 +41,8 @@ type Server struct {
 	// DataDir is the server's data directory, a t.TempDir() unless the
 	// Config named one.
 	DataDir string
-	// MaildirRoot is the root of the Maildir tree.
+	// MaildirRoot is the root of the Maildir tree: mailbox "alice" is
+	// MaildirRoot/alice.
 	MaildirRoot string
 	// SMTP is the server itself.
 	SMTP *smtpd.Server
@@ -43,15 +54,40 @@ type Server struct {
 	arrival chan struct{} // closed at the next arrival, then replaced
 }
 
-// NewServer starts a server with cfg on 127.0.0.1 and a free port and
-// closes it when the test ends. Unset fields get test-friendly values: the
-// hostname "smtpd.test", a t.TempDir() data directory, and logs written to
-// the test's output. The server keeps every message it stores (with its
-// data) for Messages and WaitMessages; a Delivered function in cfg is still
-// called. NewServer fails the test if the server cannot start.
-func NewServer(tb testing.TB, cfg smtpd.Config) *Server {
+// An Option changes how NewServer sets a server up.
+type Option func(*options)
+
+type options struct {
+	cfg   smtpd.Config
+	trace bool
+}
+
+// Config starts the server with cfg; the other options and NewServer's
+// defaults apply on top of it.
+func Config(cfg smtpd.Config) Option {
+	return func(o *options) { o.cfg = cfg }
+}
+
+// Trace writes the session trace, with explanations, to the test's output:
+// a failing test then shows the whole dialogue.
+func Trace() Option {
+	return func(o *options) { o.trace = true }
+}
+
+// NewServer starts a server on 127.0.0.1 and a free port and closes it when
+// the test ends. Unset Config fields get test-friendly values: the hostname
+// "smtpd.test", a t.TempDir() data directory, and logs written to the
+// test's output. The server keeps every message it stores (with its data)
+// for Messages, WaitMessages and WaitFor; a Delivered function in the
+// Config is still called. NewServer fails the test if the server cannot
+// start.
+func NewServer(tb testing.TB, opts ...Option) *Server {
 	tb.Helper()
-	ts := &Server{arrival: make(chan struct{}), served: make(chan error, 1)}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	cfg := o.cfg
 	if cfg.Hostname == "" {
 		cfg.Hostname = "smtpd.test"
 	}
@@ -61,8 +97,10 @@ func NewServer(tb testing.TB, cfg smtpd.Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(tb.Output(), nil))
 	}
-	ts.DataDir = cfg.DataDir
-	ts.MaildirRoot = cfg.MaildirRoot
+	if o.trace {
+		cfg.Trace, cfg.Verbose, cfg.Explain, cfg.TraceColor = tb.Output(), true, true, smtpd.ColorNever
+	}
+	ts := &Server{arrival: make(chan struct{}), served: make(chan error, 1), DataDir: cfg.DataDir, MaildirRoot: cfg.MaildirRoot}
 	if ts.MaildirRoot == "" {
 		ts.MaildirRoot = filepath.Join(cfg.DataDir, "Maildir")
 	}
@@ -104,30 +142,91 @@ func (ts *Server) record(m *smtpd.Message) {
 	ts.arrival = make(chan struct{})
 }
 
-// Messages returns the messages stored so far, in the order they were
-// accepted.
+// Messages returns the messages stored since the server started (or since
+// Reset), in the order they were accepted.
 func (ts *Server) Messages() []*smtpd.Message {
+	msgs, _ := ts.snapshot()
+	return msgs
+}
+
+func (ts *Server) snapshot() ([]*smtpd.Message, <-chan struct{}) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	return append([]*smtpd.Message(nil), ts.msgs...)
+	return append([]*smtpd.Message(nil), ts.msgs...), ts.arrival
+}
+
+// Reset forgets the messages received so far, so that subtests sharing a
+// server each wait for their own. What is on disk stays.
+func (ts *Server) Reset() {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	ts.msgs = nil
 }
 
 // WaitMessages waits until at least n messages have been stored and returns
 // them all. If ctx ends first, it returns those that arrived and an error
-// saying how many did. It wakes on each arrival; it does not poll.
+// that lists them. It wakes on each arrival; it does not poll.
 func (ts *Server) WaitMessages(ctx context.Context, n int) ([]*smtpd.Message, error) {
 	for {
-		ts.mu.Lock()
-		msgs := append([]*smtpd.Message(nil), ts.msgs...)
-		arrival := ts.arrival
-		ts.mu.Unlock()
+		msgs, arrival := ts.snapshot()
 		if len(msgs) >= n {
 			return msgs, nil
 		}
 		select {
 		case <-arrival:
 		case <-ctx.Done():
-			return msgs, fmt.Errorf("smtpdtest: %d of %d messages arrived: %w", len(msgs), n, context.Cause(ctx))
+			return msgs, fmt.Errorf("smtpdtest: %d of %d messages arrived (%w)%s", len(msgs), n, context.Cause(ctx), describe(msgs))
 		}
 	}
+}
+
+// WaitFor waits until a stored message satisfies match (one that came
+// before the call counts too) and returns the first that does. If ctx ends
+// first, the error lists the messages that did arrive.
+func (ts *Server) WaitFor(ctx context.Context, match func(*smtpd.Message) bool) (*smtpd.Message, error) {
+	for {
+		msgs, arrival := ts.snapshot()
+		for _, m := range msgs {
+			if match(m) {
+				return m, nil
+			}
+		}
+		select {
+		case <-arrival:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("smtpdtest: no matching message among the %d that arrived (%w)%s", len(msgs), context.Cause(ctx), describe(msgs))
+		}
+	}
+}
+
+// describe lists messages for an error: who sent each, to whom, its subject.
+func describe(msgs []*smtpd.Message) string {
+	var b strings.Builder
+	for i, m := range msgs {
+		fmt.Fprintf(&b, "\n\t%d. from <%s> to <%s> subject %q", i+1, m.From, strings.Join(m.To, ">, <"), m.Header().Get("Subject"))
+	}
+	return b.String()
+}
+
+// To matches a message with the recipient addr among its envelope
+// recipients (compared without regard to case).
+func To(addr string) func(*smtpd.Message) bool {
+	return func(m *smtpd.Message) bool {
+		for _, to := range m.To {
+			if strings.EqualFold(to, addr) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// From matches a message with the envelope sender addr.
+func From(addr string) func(*smtpd.Message) bool {
+	return func(m *smtpd.Message) bool { return strings.EqualFold(m.From, addr) }
+}
+
+// Subject matches a message whose Subject header field contains s.
+func Subject(s string) func(*smtpd.Message) bool {
+	return func(m *smtpd.Message) bool { return strings.Contains(m.Header().Get("Subject"), s) }
 }

@@ -35,7 +35,7 @@ func send(t *testing.T, addr, rcpt string) []byte {
 func TestNewServer(t *testing.T) {
 	var ts *smtpdtest.Server
 	t.Run("running", func(t *testing.T) {
-		ts = smtpdtest.NewServer(t, smtpd.Config{})
+		ts = smtpdtest.NewServer(t)
 		host, port, err := net.SplitHostPort(ts.Addr)
 		if err != nil || host != "127.0.0.1" || port == "0" {
 			t.Errorf("Addr = %q, want 127.0.0.1 and a port (%v)", ts.Addr, err)
@@ -94,7 +94,7 @@ func TestNewServerKeepsConfig(t *testing.T) {
 		mu   sync.Mutex
 		mine []*smtpd.Message
 	)
-	ts := smtpdtest.NewServer(t, smtpd.Config{
+	ts := smtpdtest.NewServer(t, smtpdtest.Config(smtpd.Config{
 		Hostname: "given.test",
 		DataDir:  dir,
 		Delivered: func(m *smtpd.Message) {
@@ -102,7 +102,7 @@ func TestNewServerKeepsConfig(t *testing.T) {
 			defer mu.Unlock()
 			mine = append(mine, m)
 		},
-	})
+	}))
 	if ts.DataDir != dir || ts.MaildirRoot != filepath.Join(dir, "Maildir") {
 		t.Errorf("DataDir, MaildirRoot = %q, %q; want %q and its Maildir", ts.DataDir, ts.MaildirRoot, dir)
 	}
@@ -126,7 +126,7 @@ func TestNewServerKeepsConfig(t *testing.T) {
 }
 
 func TestWaitMessages(t *testing.T) {
-	ts := smtpdtest.NewServer(t, smtpd.Config{})
+	ts := smtpdtest.NewServer(t)
 	if msgs := ts.Messages(); len(msgs) != 0 {
 		t.Fatalf("Messages() = %v before any was sent", msgs)
 	}
@@ -191,7 +191,7 @@ func TestWaitMessages(t *testing.T) {
 
 // TestSharedServer runs parallel subtests against one server.
 func TestSharedServer(t *testing.T) {
-	ts := smtpdtest.NewServer(t, smtpd.Config{})
+	ts := smtpdtest.NewServer(t)
 	const n = 6
 	t.Run("group", func(t *testing.T) {
 		for i := range n {
@@ -232,7 +232,7 @@ func TestParallelServers(t *testing.T) {
 		for i := range n {
 			t.Run(fmt.Sprint(i), func(t *testing.T) {
 				t.Parallel()
-				ts := smtpdtest.NewServer(t, smtpd.Config{})
+				ts := smtpdtest.NewServer(t)
 				mu.Lock()
 				addrs[ts.Addr], dirs[ts.DataDir] = true, true
 				mu.Unlock()
