@@ -98,6 +98,9 @@ type Config struct {
 	Filter Filter
 	// FilterTimeout bounds each run of the Filter; 0 means 30 seconds.
 	FilterTimeout time.Duration
+	// Faults is the fault plan the server starts with (see FaultPlan;
+	// Server.SetFaults replaces it at run time). nil means none.
+	Faults *FaultPlan
 	// Delivered, if set, is called with each message once it is stored
 	// durably and before the client gets its 250 reply, so a test that
 	// saw the reply can rely on the call having happened. The server then
@@ -162,6 +165,7 @@ type Server struct {
 	maxSize       atomic.Int64 // the run-time size limit
 	filterOn      atomic.Bool  // the run-time content filter switch
 	nextSession   atomic.Uint64
+	faults        atomic.Pointer[faults] // the fault plan in force, if any
 	stats         counters
 	replay        replayGuard  // of the management protocol
 	refused       atomic.Int64 // management requests refused since the last log line
@@ -231,6 +235,11 @@ func (srv *Server) setup() error {
 		return fmt.Errorf("smtpd: Maildir root: %w", err)
 	}
 	srv.access = newAccessLog(filepath.Join(set.dataDir, "access.log"))
+	plan, err := newFaults(srv.Config.Faults)
+	if err != nil {
+		return err
+	}
+	srv.faults.Store(plan)
 	srv.listeners = make(map[net.Listener]struct{})
 	srv.packetConns = make(map[net.PacketConn]struct{})
 	srv.sessions = make(map[*session]struct{})
