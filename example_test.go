@@ -1,0 +1,157 @@
+package smtpd_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/smtp"
+	"net/textproto"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tpe-protos/smtpd"
+)
+
+// Start a server on a free loopback port, send it a message with
+// net/smtp, and look at what it stored.
+func Example() {
+	dir, _ := os.MkdirTemp("", "smtpd-example")
+	defer os.RemoveAll(dir)
+
+	delivered := make(chan *smtpd.Message, 1)
+	srv, err := smtpd.NewServer(smtpd.Config{
+		Hostname:  "mx.example",
+		DataDir:   dir,
+		Logger:    slog.New(slog.DiscardHandler),
+		Delivered: func(m *smtpd.Message) { delivered <- m },
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	go srv.Serve(l)
+	defer srv.Close()
+
+	msg := "From: <app@example.net>\r\nTo: <alice@example.org>\r\nSubject: Welcome\r\n\r\nHello, Alice!\r\n"
+	err = smtp.SendMail(l.Addr().String(), nil, "app@example.net", []string{"alice@example.org"}, []byte(msg))
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	m := <-delivered
+	fmt.Println("from:", m.From)
+	fmt.Println("to:", m.To)
+	fmt.Println("subject:", m.Header().Get("Subject"))
+	fmt.Printf("body: %q\n", m.Body())
+	stored, _ := os.ReadFile(m.Paths[0])
+	fmt.Println("stored, first line:", strings.SplitN(string(stored), "\n", 2)[0])
+	// Output:
+	// from: app@example.net
+	// to: [alice@example.org]
+	// subject: Welcome
+	// body: "Hello, Alice!\r\n"
+	// stored, first line: Return-Path: <app@example.net>
+}
+
+// A content filter written in Go: it adds a header field to every message
+// and refuses messages without a subject.
+func ExampleFilterFunc() {
+	dir, _ := os.MkdirTemp("", "smtpd-example")
+	defer os.RemoveAll(dir)
+
+	stamp := smtpd.FilterFunc(func(ctx context.Context, m *smtpd.Message, r io.Reader, w io.Writer) error {
+		in, err := io.ReadAll(r)
+		if err != nil {
+			return err
+		}
+		if !bytes.Contains(in, []byte("\nSubject:")) {
+			return &smtpd.Rejection{Reason: "a subject is required here"}
+		}
+		fmt.Fprintf(w, "X-Scanned: yes\n%s", in)
+		return nil
+	})
+	srv, _ := smtpd.NewServer(smtpd.Config{DataDir: dir, Filter: stamp, Logger: slog.New(slog.DiscardHandler)})
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	go srv.Serve(l)
+	defer srv.Close()
+
+	send := func(msg string) string {
+		err := smtp.SendMail(l.Addr().String(), nil, "bob@example.net", []string{"alice@example.org"}, []byte(msg))
+		var reply *textproto.Error
+		if errors.As(err, &reply) {
+			return fmt.Sprint(reply.Code, " ", reply.Msg)
+		}
+		return fmt.Sprint(err)
+	}
+	fmt.Println(send("Subject: hi\r\n\r\nhello\r\n"))
+	fmt.Println(send("no subject\r\n"))
+	// Output:
+	// <nil>
+	// 554 5.7.1 a subject is required here
+}
+
+// The net/http pattern for a server in a program: serve until a signal,
+// then shut down gracefully, letting transactions in progress finish.
+func ExampleServer_Shutdown() {
+	srv, err := smtpd.NewServer(smtpd.Config{Addr: "127.0.0.1:2525"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	idle := make(chan struct{})
+	go func() {
+		stop := make(chan os.Signal, 1)
+		signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
+		<-stop
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			log.Printf("sessions still open: %v", err)
+			srv.Close()
+		}
+		close(idle)
+	}()
+	if err := srv.ListenAndServe(); !errors.Is(err, smtpd.ErrServerClosed) {
+		log.Fatal(err)
+	}
+	<-idle
+}
+
+// Ask a running server for a counter over the management protocol and
+// switch its trace on.
+func ExampleMetricsClient() {
+	key := []byte("a key of at least sixteen bytes!")
+	dir, _ := os.MkdirTemp("", "smtpd-example")
+	defer os.RemoveAll(dir)
+	srv, _ := smtpd.NewServer(smtpd.Config{DataDir: dir, MetricsKey: key, Logger: slog.New(slog.DiscardHandler)})
+	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
+	go srv.ServeMetrics(pc)
+	defer srv.Close()
+
+	c, err := smtpd.DialMetrics(pc.LocalAddr().String(), key)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	n, err := c.Messages(ctx)
+	fmt.Println("messages:", n, err)
+	fmt.Println(c.SetVerbose(ctx, true))
+	on, err := c.Verbose(ctx)
+	fmt.Println("verbose:", on, err)
+	// Output:
+	// messages: 0 <nil>
+	// <nil>
+	// verbose: true <nil>
+}
+
