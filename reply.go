@@ -155,3 +155,42 @@ func replyTooManyConns(host string) reply {
 func replyQueued(id string) reply {
 	return reply{code: 250, enh: "2.0.0", text: "Ok: queued as " + id}
 }
+
+// The replies of STARTTLS (RFC 3207), AUTH (RFC 4954) and the abuse limits.
+var (
+	replyReadyTLS         = reply{code: 220, enh: "2.0.0", text: "Ready to start TLS"}
+	replyTLSActive        = reply{code: 503, enh: "5.5.1", text: "Error: TLS already active"}
+	replyTLSInTransaction = reply{code: 503, enh: "5.5.1", text: "Error: STARTTLS not allowed during a mail transaction"}
+
+	replyAuthOK               = reply{code: 235, enh: "2.7.0", text: "Authentication successful"}
+	replyAuthNeedsEHLO        = reply{code: 503, enh: "5.5.1", text: "Error: send EHLO first"}
+	replyAlreadyAuthenticated = reply{code: 503, enh: "5.5.1", text: "Error: already authenticated"}
+	replyAuthInTransaction    = reply{code: 503, enh: "5.5.1", text: "Error: AUTH not allowed during a mail transaction"}
+	replySyntaxAUTH           = reply{code: 501, enh: "5.5.4", text: "Syntax: AUTH mechanism [initial-response]"}
+	replyBadBase64            = reply{code: 501, enh: "5.5.2", text: "Error: cannot decode base64 response"}
+	replyAuthCancelled        = reply{code: 501, enh: "5.7.0", text: "Authentication cancelled"}
+	replyUnknownMechanism     = reply{code: 504, enh: "5.5.4", text: "Unrecognized authentication type"}
+	replyAuthFailed           = reply{code: 535, enh: "5.7.8", text: "Authentication credentials invalid"}
+	replyAuthTemporary        = reply{code: 454, enh: "4.7.0", text: "Temporary authentication failure"}
+	replyEncryptionRequired   = reply{code: 538, enh: "5.7.11", text: "Encryption required for requested authentication mechanism"}
+	replyAuthRequired         = reply{code: 530, enh: "5.7.0", text: "Authentication required"}
+	replyNeedSTARTTLS         = reply{code: 530, enh: "5.7.0", text: "Must issue a STARTTLS command first"}
+)
+
+func replyTooManyAuthFailures(host string) reply {
+	return reply{code: 421, enh: "4.7.0", text: host + " Error: too many authentication failures, closing connection", close: true}
+}
+
+func replyTooManyFromIP(host string) reply {
+	return reply{code: 421, enh: "4.7.0", text: host + " Error: too many connections from your address, try again later", close: true}
+}
+
+func replySessionTimeout(host string) reply {
+	return reply{code: 421, enh: "4.4.2", text: host + " Error: session time limit exceeded, closing connection", close: true}
+}
+
+// replyEarlyTalker answers a client that spoke before the greeting, in
+// place of the greeting (RFC 5321 §3.1 allows 554 there).
+func replyEarlyTalker(host string) reply {
+	return reply{code: 554, enh: "5.5.0", text: host + " Error: you spoke before the greeting, closing connection", close: true}
+}

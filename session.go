@@ -3,10 +3,12 @@ package smtpd
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -68,10 +70,20 @@ type session struct {
 	errors int         // replies counted against Config.MaxErrors
 	inData bool        // reading message data: each read gets DataTimeout
 	idle   atomic.Bool // blocked waiting for a command outside a transaction
+
+	// Security (tls.go, auth.go, limits.go, proxy.go).
+	implicitTLS  bool                 // served by ServeTLS: handshake first
+	tlsConn      *tls.Conn            // set once TLS is on; conn stays the plain connection
+	tlsState     *tls.ConnectionState // of tlsConn
+	authUser     string               // the user AUTH accepted; "" before
+	authFailures int                  // failed AUTH attempts (MaxAuthFailures)
+	deadline     time.Time            // end of the session (SessionTimeout)
+	ip           netip.Addr           // the client address counted in MaxConnsPerIP
 }
 
 func newSession(srv *Server, conn net.Conn, id uint64) *session {
 	s := &session{srv: srv, conn: conn, id: strconv.FormatUint(id, 10), remote: conn.RemoteAddr()}
+	s.deadline = time.Now().Add(srv.set.sessionTimeout)
 	s.acquireReader()
 	return s
 }
@@ -81,9 +93,9 @@ func newSession(srv *Server, conn net.Conn, id uint64) *session {
 // RFC 5321 §4.5.3.2.6 times each block of data, not the whole message.
 func (s *session) Read(p []byte) (int, error) {
 	if s.inData {
-		s.conn.SetReadDeadline(time.Now().Add(s.srv.set.dataTimeout))
+		s.conn.SetReadDeadline(s.capDeadline(time.Now().Add(s.srv.set.dataTimeout)))
 	}
-	n, err := s.conn.Read(p)
+	n, err := s.stream().Read(p)
 	s.srv.stats.bytesIn.Add(uint64(n))
 	return n, err
 }
@@ -93,6 +105,11 @@ func (s *session) Read(p []byte) (int, error) {
 func (s *session) serve() {
 	defer s.end()
 	s.srv.trace.event(s.id, "connected from %s", s.remote)
+	if r, ok := s.admit(); !ok {
+		s.send(r)
+		s.flush()
+		return
+	}
 	s.send(replyGreeting(s.srv.set.hostname))
 	for {
 		r, err := s.next()
@@ -138,6 +155,12 @@ func (s *session) end() {
 	// Untracked first: a client that sees the close may connect again at
 	// once, and must find its slot free under MaxConns.
 	s.srv.untrack(s)
+	s.srv.releaseIP(s.ip)
+	if s.tlsConn != nil {
+		// close_notify first (RFC 8446 §6.1), if it can go out at once.
+		s.conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		s.tlsConn.Close()
+	}
 	s.conn.Close()
 	s.releaseReader()
 }
@@ -152,10 +175,8 @@ func (s *session) next() (reply, error) {
 	case errors.Is(err, errLineTooLong):
 		s.srv.trace.client(s.id, "<command line over 512 octets>")
 		return replyLineTooLong, nil
-	case isTimeout(err) && s.srv.shuttingDown():
-		return replyShuttingDown(s.srv.set.hostname), nil
 	case isTimeout(err):
-		return replyIdleTimeout(s.srv.set.hostname), nil
+		return s.timeoutReply(), nil
 	}
 	return reply{}, err
 }
@@ -164,7 +185,7 @@ func (s *session) next() (reply, error) {
 // (so a pipelined batch gets its replies in one write, RFC 2920 §3.1), then
 // reads the next command line within CommandTimeout.
 func (s *session) readCommand() (string, error) {
-	s.conn.SetReadDeadline(time.Now().Add(s.srv.set.commandTimeout))
+	s.conn.SetReadDeadline(s.capDeadline(time.Now().Add(s.srv.set.commandTimeout)))
 	if s.br.Buffered() == 0 {
 		if err := s.flush(); err != nil {
 			return "", err
@@ -183,7 +204,7 @@ func (s *session) readCommand() (string, error) {
 			// Between transactions a client may stay silent for
 			// minutes: wait without holding the read buffer.
 			s.releaseReader()
-			err := waitReadable(s.conn)
+			err := waitReadable(s.stream())
 			s.acquireReader()
 			if err != nil {
 				return "", err
@@ -235,7 +256,7 @@ func (s *session) readLine() (string, error) {
 
 // handle dispatches one command line to the handler of its verb.
 func (s *session) handle(line string) reply {
-	s.srv.trace.client(s.id, line)
+	s.srv.trace.client(s.id, redactCommand(line))
 	verb, arg := parseCommand(line)
 	s.srv.stats.countCommand(verb)
 	switch verb {
@@ -259,7 +280,11 @@ func (s *session) handle(line string) reply {
 		return s.cmdVRFY(arg)
 	case "HELP":
 		return replyHelp
-	case "EXPN", "STARTTLS", "AUTH", "BDAT", "ETRN", "TURN", "ATRN":
+	case "STARTTLS":
+		return s.cmdSTARTTLS(arg)
+	case "AUTH":
+		return s.cmdAUTH(arg)
+	case "EXPN", "BDAT", "ETRN", "TURN", "ATRN":
 		return replyNotImplemented
 	case "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "CONNECT":
 		// A web browser or a cross-protocol attack: nothing SMTP
@@ -296,7 +321,7 @@ func (s *session) cmdEHLO(arg string) reply {
 		"8BITMIME\n" +
 		"ENHANCEDSTATUSCODES\n" +
 		"SMTPUTF8\n" +
-		"HELP"}
+		"HELP" + s.securityKeywords()}
 }
 
 // greeted records a HELO or EHLO, which also resets any transaction
@@ -314,6 +339,8 @@ func (s *session) cmdMAIL(arg string) reply {
 		return replyNeedHELO
 	case s.state > stateReady:
 		return replyNestedMAIL
+	case s.srv.Config.RequireAuth && s.authUser == "":
+		return s.replyNeedAuth()
 	}
 	from, null, params, err := parseMail(arg, s.esmtp)
 	switch {
@@ -390,6 +417,8 @@ func (s *session) newMessage() *Message {
 		Body:       s.params.body,
 		SMTPUTF8:   s.params.smtputf8,
 		Time:       time.Now(),
+		TLS:        s.tlsState,
+		AuthUser:   s.authUser,
 	}
 	if !s.nullFrom {
 		m.From = s.from.raw
@@ -525,7 +554,7 @@ func (s *session) dataFailure(m *Message, err error) reply {
 		s.logger().Error("smtpd: delivery failed", "queue_id", m.ID, "err", err)
 		return replyLocalError
 	case isTimeout(err):
-		return replyIdleTimeout(s.srv.set.hostname)
+		return s.timeoutReply()
 	}
 	s.srv.trace.event(s.id, "disconnected during message data: %v", traceReason(err))
 	return replyHangUp
@@ -575,7 +604,7 @@ func (s *session) flush() error {
 		return nil
 	}
 	s.conn.SetWriteDeadline(time.Now().Add(s.srv.set.commandTimeout))
-	n, err := s.conn.Write(s.out)
+	n, err := s.stream().Write(s.out)
 	s.srv.stats.bytesOut.Add(uint64(n))
 	if cap(s.out) > readBufferSize {
 		s.out = nil // do not keep a large batch's buffer while idle
