@@ -28,6 +28,9 @@ import (
 type Server struct {
 	// Addr is the server's host:port on the loopback interface.
 	Addr string
+	// TLSAddr is the host:port of its implicit TLS listener (RFC 8314),
+	// when the Config has a TLSConfig; "" otherwise.
+	TLSAddr string
 	// DataDir is the server's data directory, a t.TempDir() unless the
 	// Config named one.
 	DataDir string
@@ -36,7 +39,8 @@ type Server struct {
 	// SMTP is the server itself.
 	SMTP *smtpd.Server
 
-	served chan error // Serve's result
+	served  chan error // Serve's (and ServeTLS's) result
+	serving int        // how many results to wait for
 
 	mu      sync.Mutex
 	msgs    []*smtpd.Message
@@ -48,10 +52,11 @@ type Server struct {
 // hostname "smtpd.test", a t.TempDir() data directory, and logs written to
 // the test's output. The server keeps every message it stores (with its
 // data) for Messages and WaitMessages; a Delivered function in cfg is still
-// called. NewServer fails the test if the server cannot start.
+// called. With a Config.TLSConfig it also serves implicit TLS on TLSAddr.
+// NewServer fails the test if the server cannot start.
 func NewServer(tb testing.TB, cfg smtpd.Config) *Server {
 	tb.Helper()
-	ts := &Server{arrival: make(chan struct{}), served: make(chan error, 1)}
+	ts := &Server{arrival: make(chan struct{}), served: make(chan error, 2)}
 	if cfg.Hostname == "" {
 		cfg.Hostname = "smtpd.test"
 	}
@@ -83,6 +88,18 @@ func NewServer(tb testing.TB, cfg smtpd.Config) *Server {
 		tb.Fatalf("smtpdtest: %v", err)
 	}
 	ts.SMTP, ts.Addr = srv, l.Addr().String()
+	ts.serving = 1
+	if cfg.TLSConfig != nil {
+		tl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			l.Close()
+			srv.Close()
+			tb.Fatalf("smtpdtest: %v", err)
+		}
+		ts.TLSAddr = tl.Addr().String()
+		ts.serving++
+		go func() { ts.served <- srv.ServeTLS(tl) }()
+	}
 	go func() { ts.served <- srv.Serve(l) }()
 	tb.Cleanup(ts.Close)
 	return ts
@@ -92,7 +109,9 @@ func NewServer(tb testing.TB, cfg smtpd.Config) *Server {
 // has stopped. It may be called more than once.
 func (ts *Server) Close() {
 	if ts.SMTP.Close() == nil {
-		<-ts.served
+		for range ts.serving {
+			<-ts.served
+		}
 	}
 }
 
