@@ -119,7 +119,7 @@ func TestProxyBad(t *testing.T) {
 		"PROXY TCP4 203.0.113.7 192.0.2.1 40000 25\n",
 		"PROXY " + strings.Repeat("X", 120) + "\r\n",
 		"\r\n\r\n\x00\r\nQUIT\n\x31\x11\x00\x0c" + strings.Repeat("\x00", 12), // version 3
-		"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x04\x00\x00\x00\x00",             // too short
+		"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x04\x00\x00\x00\x00",              // too short
 		"\r\n\r\n\x00\r\nQUIT\n\x21\x12\x00\x0c" + strings.Repeat("\x00", 12), // UDP
 		"", // nothing: the timeout
 	} {
