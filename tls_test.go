@@ -60,10 +60,6 @@ func TestSTARTTLS(t *testing.T) {
 func TestImplicitTLS(t *testing.T) {
 	pki := newTestPKI(t)
 	ts := startSec(t, smtpd.Config{TLSConfig: pki.server, Authenticate: testUsers(t).Authenticate})
-	if ts.SMTP.TLSAddr() == nil || ts.SMTP.TLSAddr().String() != ts.TLSAddr {
-		t.Fatalf("TLSAddr() = %v, want %s", ts.SMTP.TLSAddr(), ts.TLSAddr)
-	}
-
 	// Go's net/smtp over a crypto/tls connection, with AUTH PLAIN.
 	conn, err := tls.Dial("tcp", ts.TLSAddr, pki.client)
 	if err != nil {
@@ -76,6 +72,10 @@ func TestImplicitTLS(t *testing.T) {
 	defer sc.Close()
 	if err := sc.Hello("client.test"); err != nil {
 		t.Fatal(err)
+	}
+	// Being served, the listener is known.
+	if ts.SMTP.TLSAddr() == nil || ts.SMTP.TLSAddr().String() != ts.TLSAddr {
+		t.Fatalf("TLSAddr() = %v, want %s", ts.SMTP.TLSAddr(), ts.TLSAddr)
 	}
 	if ok, _ := sc.Extension("STARTTLS"); ok {
 		t.Error("STARTTLS offered on the implicit TLS port")
