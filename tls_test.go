@@ -273,3 +273,41 @@ func TestHandshakeTimeout(t *testing.T) {
 		t.Errorf("client silent after STARTTLS dropped after %v, want about 300ms", d)
 	}
 }
+
+// TestShutdownTLS: Shutdown wakes an idle TLS session, which says
+// 421 4.3.2 over TLS, and lets a TLS transaction finish first.
+func TestShutdownTLS(t *testing.T) {
+	pki := newTestPKI(t)
+	ts := startSec(t, smtpd.Config{TLSConfig: pki.server})
+	idle := secDial(t, ts.TLSAddr, pki.client)
+	secCmd(t, idle, "EHLO idle.test", "250")
+	busy := secDial(t, ts.Addr, nil)
+	busy.TLSConfig = pki.client
+	secCmd(t, busy, "EHLO busy.test", "250")
+	if err := busy.StartTLS(); err != nil {
+		t.Fatal(err)
+	}
+	secCmd(t, busy, "EHLO busy.test", "250")
+	secCmd(t, busy, "MAIL FROM:<bob@example.net>", "250")
+
+	done := make(chan error, 1)
+	go func() { done <- ts.SMTP.Shutdown(t.Context()) }()
+	secExpect(t, idle, "421 4.3.2")
+	secExpectEOF(t, idle)
+	secCmd(t, busy, "RCPT TO:<alice@example.org>", "250")
+	if r, err := busy.Data([]byte("Subject: finishing\r\n\r\nx\r\n")); err != nil || r.Code != 250 {
+		t.Fatalf("DATA during shutdown: %v %v", r, err)
+	}
+	secExpect(t, busy, "421 4.3.2")
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(secWait):
+		t.Fatal("Shutdown still waiting")
+	}
+	if m := secOnlyMessage(t, ts.Server); m.TLS == nil {
+		t.Error("message stored without its TLS state")
+	}
+}
