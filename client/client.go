@@ -194,6 +194,9 @@ func (c *Client) record(line string) {
 func (c *Client) recordRaw(b []byte) {
 	lines := strings.SplitAfter(string(b), "\n")
 	for i, line := range lines {
+		if line == "" {
+			continue // after the final LF
+		}
 		text := strings.TrimRight(line, "\r\n")
 		if text != "" || c.inAuth {
 			lines[i] = c.redact(text) + line[len(text):]
