@@ -87,7 +87,7 @@ func (s *session) cmdAUTH(arg string) reply {
 	switch {
 	case err == nil && user != "":
 		s.authUser = user
-		s.srv.trace.event(s.id, "authenticated as %s", user)
+		s.srv.trace.event(s.id, "authenticated as %s", visible(user))
 		return replyAuthOK
 	case errors.Is(err, errAuthCancelled):
 		return replyAuthCancelled
