@@ -311,3 +311,29 @@ func TestShutdownTLS(t *testing.T) {
 		t.Error("message stored without its TLS state")
 	}
 }
+
+// TestTLSPortOverLimit: over MaxConns or MaxConnsPerIP, the implicit TLS
+// port closes the connection without a plain-text reply (which would only
+// be a TLS protocol error to the client) and without a handshake.
+func TestTLSPortOverLimit(t *testing.T) {
+	pki := newTestPKI(t)
+	for _, cfg := range []smtpd.Config{
+		{TLSConfig: pki.server, MaxConns: 1},
+		{TLSConfig: pki.server, MaxConnsPerIP: 1},
+	} {
+		ts := startSec(t, cfg)
+		secDial(t, ts.Addr, nil) // holds the only slot
+		conn, err := net.Dial("tcp", ts.TLSAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(secWait))
+		tc := tls.Client(conn, pki.client)
+		if err := tc.Handshake(); err == nil {
+			t.Errorf("MaxConns %d, MaxConnsPerIP %d: handshake over the limit succeeded", cfg.MaxConns, cfg.MaxConnsPerIP)
+		} else if strings.Contains(err.Error(), "first record does not look like a TLS handshake") {
+			t.Errorf("got a plain-text reply on the TLS port: %v", err)
+		}
+		conn.Close()
+	}
+}
