@@ -21,7 +21,7 @@ func (s *session) admit() (reply, bool) {
 		}
 	}
 	if !s.claimIP() {
-		s.srv.trace.event(s.id, "refused: over %d sessions from %s", s.srv.set.maxConnsPerIP, s.ip)
+		s.srv.trace.event(s.id, "refused: over %d sessions from %s", s.srv.set.maxConnsPerIP, remoteIP(s.remote))
 		if s.implicitTLS {
 			return replyHangUp, false // see Server.refuse
 		}

@@ -41,6 +41,9 @@ func TestMaxConnsPerIP(t *testing.T) {
 	over := dialFrom(t, "127.0.0.1", ts.Addr)
 	secExpect(t, over, "421 4.7.0")
 	secExpectEOF(t, over)
+	if trace := string(ts.trace.bytes()); !strings.Contains(trace, "refused: over 2 sessions from 127.0.0.1") {
+		t.Errorf("trace lacks the refusal:\n%s", trace)
+	}
 
 	// Another address is not affected.
 	other := dialFrom(t, "127.0.0.2", ts.Addr)
