@@ -179,6 +179,11 @@ func decodeSASL(resp string) ([]byte, error) {
 	if resp == "=" {
 		return []byte{}, nil
 	}
+	// encoding/base64 skips CR and LF even in Strict mode; a bare CR can
+	// be inside a line, and a response must be canonical base64.
+	if strings.ContainsAny(resp, "\r\n") {
+		return nil, errBadBase64
+	}
 	b, err := base64.StdEncoding.Strict().DecodeString(resp)
 	if err != nil || len(b) == 0 {
 		// An empty string is not a valid response either: "=" is.

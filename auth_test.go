@@ -121,6 +121,7 @@ func TestAuthRefused(t *testing.T) {
 		{"no mechanism", nil, [][2]string{{"AUTH", "501 5.5.4"}}},
 		{"bad base64 initial response", nil, [][2]string{{"AUTH PLAIN !!!", "501 5.5.2"}}},
 		{"bad base64 response", nil, [][2]string{{"AUTH LOGIN", "334"}, {"not base64", "501 5.5.2"}}},
+		{"bare CR in base64", nil, [][2]string{{"AUTH LOGIN", "334"}, {"YWxp\rY2U=", "501 5.5.2"}}},
 		{"cancelled", nil, [][2]string{{"AUTH LOGIN", "334"}, {b64(testUser), "334"}, {"*", "501 5.7.0"}}},
 		{"empty initial response", nil, [][2]string{{"AUTH PLAIN =", "535 5.7.8"}}},
 		{"during a transaction", []string{"MAIL FROM:<bob@example.net>"}, [][2]string{{"AUTH PLAIN " + plainResponse(testUser, testPassword), "503 5.5.1"}}},
@@ -137,6 +138,11 @@ func TestAuthRefused(t *testing.T) {
 				}
 			}
 			for _, st := range tc.steps {
+				if strings.Contains(st[0], "\r") { // the client's Send refuses it
+					c.SendRaw([]byte(st[0] + "\r\n"))
+					secExpect(t, c, st[1])
+					continue
+				}
 				secCmd(t, c, st[0], st[1])
 			}
 			secCmd(t, c, "NOOP", "250") // the session goes on
