@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"os"
 	"sync"
@@ -29,6 +30,10 @@ type accessEntry struct {
 	From   string    `json:"from"`
 	To     []string  `json:"to"`
 	Size   int64     `json:"size"`
+	// TLS is the TLS version ("TLS 1.3") when the message came over TLS.
+	TLS string `json:"tls,omitempty"`
+	// User is the user the client authenticated as.
+	User string `json:"user,omitempty"`
 }
 
 func newAccessLog(name string) *accessLog { return &accessLog{name: name} }
@@ -47,6 +52,8 @@ func (a *accessLog) write(m *Message) error {
 		From:   m.From,
 		To:     m.To,
 		Size:   m.Size,
+		TLS:    tlsVersion(m.TLS),
+		User:   m.AuthUser,
 	})
 	if err != nil {
 		return err
@@ -60,6 +67,13 @@ func (a *accessLog) write(m *Message) error {
 	}
 	_, err = a.f.Write(b.Bytes())
 	return err
+}
+
+func tlsVersion(st *tls.ConnectionState) string {
+	if st == nil {
+		return ""
+	}
+	return tls.VersionName(st.Version)
 }
 
 func (a *accessLog) close() error {

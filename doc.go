@@ -9,6 +9,13 @@
 //	8BITMIME             RFC 6152
 //	ENHANCEDSTATUSCODES  RFC 2034, RFC 3463
 //	SMTPUTF8             RFC 6531
+//	STARTTLS             RFC 3207 (Config.TLSConfig), and implicit TLS, RFC 8314 (Server.ServeTLS)
+//	AUTH PLAIN LOGIN     RFC 4954, RFC 4616 (Config.Authenticate, Users)
+//
+// Connections may also come through a proxy that speaks the HAProxy PROXY
+// protocol, version 1 or 2 (Config.ProxyFrom). Every limit on what a client
+// may cost (sessions per address, errors, timeouts, a whole-session deadline,
+// early talkers) has a safe default; SECURITY.md lists them with the replies.
 //
 // A Server never relays: every recipient is a local mailbox, and a message
 // is answered "250" only once it is durably on disk (written to tmp/,

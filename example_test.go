@@ -154,4 +154,3 @@ func ExampleMetricsClient() {
 	// <nil>
 	// verbose: true <nil>
 }
-

@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"bytes"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/mail"
@@ -25,13 +26,20 @@ type Message struct {
 	Helo string
 	// ESMTP reports whether the client greeted with EHLO.
 	ESMTP bool
-	// RemoteAddr is the client's address.
+	// RemoteAddr is the client's address: behind a trusted proxy
+	// (Config.ProxyFrom), the one its PROXY header gave.
 	RemoteAddr net.Addr
 	// BodyType is the BODY parameter of MAIL FROM: "7BIT", "8BITMIME" or
 	// "" (RFC 6152).
 	BodyType string
 	// SMTPUTF8 reports whether MAIL FROM carried the SMTPUTF8 parameter.
 	SMTPUTF8 bool
+	// TLS describes the TLS connection the message came over (STARTTLS
+	// or implicit TLS); nil when it came in plain text.
+	TLS *tls.ConnectionState
+	// AuthUser is the user the client authenticated as with AUTH; "" when
+	// it did not.
+	AuthUser string
 	// Size is the size of the message data in octets, in its wire form.
 	Size int64
 	// Time is when the server accepted the message.
@@ -46,15 +54,26 @@ type Message struct {
 }
 
 // receivedProtocol is the "with" clause of the Received header: RFC 5321
-// §4.4 and, for SMTPUTF8, RFC 6531 §3.7.3.
+// §4.4, with the S (TLS) and A (AUTH) suffixes of RFC 3848 and, for
+// SMTPUTF8, the UTF8SMTP forms of RFC 6531 §3.7.3. The suffixes exist only
+// for the ESMTP forms: a HELO client over implicit TLS is just "SMTP".
 func (m *Message) receivedProtocol() string {
+	var p string
 	switch {
 	case m.SMTPUTF8:
-		return "UTF8SMTP"
+		p = "UTF8SMTP"
 	case m.ESMTP:
-		return "ESMTP"
+		p = "ESMTP"
+	default:
+		return "SMTP"
 	}
-	return "SMTP"
+	if m.TLS != nil {
+		p += "S"
+	}
+	if m.AuthUser != "" {
+		p += "A"
+	}
+	return p
 }
 
 // traceHeaders returns the Return-Path and Received header fields that start
@@ -63,7 +82,13 @@ func (m *Message) traceHeaders(hostname string) []byte {
 	var b bytes.Buffer
 	b.WriteString("Return-Path: <" + m.From + ">\n")
 	b.WriteString("Received: from " + m.Helo + " (" + addressLiteral(m.RemoteAddr) + ")\n")
+	if m.AuthUser != "" {
+		b.WriteString("\t(authenticated as " + headerComment(m.AuthUser) + ")\n")
+	}
 	b.WriteString("\tby " + hostname + " (smtpd) with " + m.receivedProtocol() + " id " + m.ID)
+	if m.TLS != nil {
+		b.WriteString("\n\t(using " + tls.VersionName(m.TLS.Version) + " with cipher " + tls.CipherSuiteName(m.TLS.CipherSuite) + ")")
+	}
 	// Naming the recipient only when there is one keeps the other
 	// recipients of a message private (RFC 5321 §7.2).
 	if len(m.To) == 1 {
@@ -103,6 +128,25 @@ func (m *Message) missingHeaders(seen headerSet, hostname string) []byte {
 		b.WriteString("Message-ID: <" + m.ID + "@" + hostname + ">\n")
 	}
 	return b.Bytes()
+}
+
+// headerComment makes s safe inside a header comment (RFC 5322 §3.2.2): a
+// backslash before '(', ')' and '\\', and '?' for control characters, so
+// that no user name can end the comment or the field.
+func headerComment(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '(' || r == ')' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
+			b.WriteByte('?')
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // addressLiteral formats the client's IP address as RFC 5321 §4.1.3 writes

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -19,10 +18,13 @@ type smtpdProcess struct {
 	addr string // from its "Listening on TCP" line
 	// metricsAddr is from its "Listening on UDP" line; empty with -M -1.
 	metricsAddr string
-	stdout      *syncBuffer
-	stderr      *syncBuffer
-	done        chan struct{} // closed when the process has exited
-	err         error         // its exit status, once done
+	// tlsAddr is from its "Listening on TLS" line; empty without
+	// -tls-port.
+	tlsAddr string
+	stdout  *syncBuffer
+	stderr  *syncBuffer
+	done    chan struct{} // closed when the process has exited
+	err     error         // its exit status, once done
 	// signaled is set once a SIGTERM or SIGINT was sent: a second one
 	// would make smtpd stop at once instead of gracefully.
 	signaled bool
@@ -31,6 +33,7 @@ type smtpdProcess struct {
 var (
 	listeningTCP = regexp.MustCompile(`(?m)^Listening on TCP (\S+)$`)
 	listeningUDP = regexp.MustCompile(`(?m)^Listening on UDP (\S+)$`)
+	listeningTLS = regexp.MustCompile(`(?m)^Listening on TLS (\S+)$`)
 )
 
 // startSmtpd starts smtpd in dir on 127.0.0.1 and free TCP and UDP ports
@@ -51,11 +54,8 @@ func startSmtpd(dir string, env []string, args ...string) (*smtpdProcess, error)
 		close(p.done)
 		p.stdout.closeWrites()
 	}()
-	// The UDP line follows the TCP line unless the last -M is -1.
-	ready := listeningUDP
-	if metricsOff(args) {
-		ready = listeningTCP
-	}
+	// smtpd prints all its "Listening on" lines in one write.
+	ready := listeningTCP
 	if !p.stdout.waitMatch(ready, 10*time.Second) {
 		p.kill()
 		return nil, fmt.Errorf("smtpd did not start listening; stdout:\n%s\nstderr:\n%s", p.stdout.bytes(), p.stderr.bytes())
@@ -65,22 +65,10 @@ func startSmtpd(dir string, env []string, args ...string) (*smtpdProcess, error)
 	if m := listeningUDP.FindSubmatch(out); m != nil {
 		p.metricsAddr = string(m[1])
 	}
-	return p, nil
-}
-
-// metricsOff reports whether the last -M flag in args is -1 (the forms
-// "-M -1" and "-M=-1").
-func metricsOff(args []string) bool {
-	off := false
-	for i, a := range args {
-		switch {
-		case a == "-M" && i+1 < len(args):
-			off = args[i+1] == "-1"
-		case strings.HasPrefix(a, "-M="):
-			off = a == "-M=-1"
-		}
+	if m := listeningTLS.FindSubmatch(out); m != nil {
+		p.tlsAddr = string(m[1])
 	}
-	return off
+	return p, nil
 }
 
 func (p *smtpdProcess) exited() bool {

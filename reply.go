@@ -196,3 +196,62 @@ func replyQueued(id string) reply {
 	return reply{code: 250, enh: "2.0.0", text: "Ok: queued as " + id,
 		why: "the message is safely on disk; from now on the server is responsible for it", rfc: "RFC 5321 §4.1.1.4, §6.1"}
 }
+
+// The replies of STARTTLS (RFC 3207), AUTH (RFC 4954) and the abuse limits.
+var (
+	replyReadyTLS = reply{code: 220, enh: "2.0.0", text: "Ready to start TLS",
+		why: "go ahead with the TLS handshake; afterwards everything starts again with EHLO", rfc: "RFC 3207 §4"}
+	replyTLSActive = reply{code: 503, enh: "5.5.1", text: "Error: TLS already active",
+		why: "the session is already encrypted; STARTTLS works once", rfc: "RFC 3207 §4.2"}
+	replyTLSInTransaction = reply{code: 503, enh: "5.5.1", text: "Error: STARTTLS not allowed during a mail transaction",
+		why: "finish or RSET the transaction before starting TLS, which resets everything", rfc: "RFC 3207 §4.2"}
+
+	replyAuthOK = reply{code: 235, enh: "2.7.0", text: "Authentication successful",
+		why: "the credentials are right: the session now acts as this user", rfc: "RFC 4954 §4, §6"}
+	replyAuthNeedsEHLO = reply{code: 503, enh: "5.5.1", text: "Error: send EHLO first",
+		why: "AUTH is an extension: the client must learn of it with EHLO first", rfc: "RFC 4954 §4"}
+	replyAlreadyAuthenticated = reply{code: 503, enh: "5.5.1", text: "Error: already authenticated",
+		why: "a session authenticates once", rfc: "RFC 4954 §4"}
+	replyAuthInTransaction = reply{code: 503, enh: "5.5.1", text: "Error: AUTH not allowed during a mail transaction",
+		why: "authenticate before MAIL FROM, not in the middle of a transaction", rfc: "RFC 4954 §4"}
+	replySyntaxAUTH = reply{code: 501, enh: "5.5.4", text: "Syntax: AUTH mechanism [initial-response]",
+		why: "AUTH names a mechanism (PLAIN, LOGIN), optionally followed by the first response in base64", rfc: "RFC 4954 §4"}
+	replyBadBase64 = reply{code: 501, enh: "5.5.2", text: "Error: cannot decode base64 response",
+		why: "SASL responses travel in base64, and this one was not valid base64", rfc: "RFC 4954 §4"}
+	replyAuthCancelled = reply{code: 501, enh: "5.7.0", text: "Authentication cancelled",
+		why: "the client answered '*', which cancels the exchange", rfc: "RFC 4954 §4"}
+	replyUnknownMechanism = reply{code: 504, enh: "5.5.4", text: "Unrecognized authentication type",
+		why: "the server offers only the mechanisms EHLO listed after AUTH", rfc: "RFC 4954 §4, §6"}
+	replyAuthFailed = reply{code: 535, enh: "5.7.8", text: "Authentication credentials invalid",
+		why: "wrong user name or password (the delay before this reply slows down guessing)", rfc: "RFC 4954 §6"}
+	replyAuthTemporary = reply{code: 454, enh: "4.7.0", text: "Temporary authentication failure",
+		why: "the server could not check the credentials just now; try again later", rfc: "RFC 4954 §6"}
+	replyEncryptionRequired = reply{code: 538, enh: "5.7.11", text: "Encryption required for requested authentication mechanism",
+		why: "a password must not cross the network in the clear: STARTTLS first", rfc: "RFC 4954 §6"}
+	replyAuthRequired = reply{code: 530, enh: "5.7.0", text: "Authentication required",
+		why: "this server takes mail only from authenticated users: AUTH first", rfc: "RFC 4954 §6"}
+	replyNeedSTARTTLS = reply{code: 530, enh: "5.7.0", text: "Must issue a STARTTLS command first",
+		why: "this server wants the session encrypted before this command", rfc: "RFC 3207 §4"}
+)
+
+func replyTooManyAuthFailures(host string) reply {
+	return reply{code: 421, enh: "4.7.0", text: host + " Error: too many authentication failures, closing connection", close: true,
+		why: "too many wrong passwords in one session: the server hangs up to slow down guessing", rfc: "RFC 4954 §6; RFC 5321 §4.2.2 (421)"}
+}
+
+func replyTooManyFromIP(host string) reply {
+	return reply{code: 421, enh: "4.7.0", text: host + " Error: too many connections from your address, try again later", close: true,
+		why: "this client address already has as many sessions as one address may; retry later", rfc: "RFC 5321 §4.2.2 (421)"}
+}
+
+func replySessionTimeout(host string) reply {
+	return reply{code: 421, enh: "4.4.2", text: host + " Error: session time limit exceeded, closing connection", close: true,
+		why: "the session lasted longer than the server allows any session to", rfc: "RFC 5321 §4.5.3.2"}
+}
+
+// replyEarlyTalker answers a client that spoke before the greeting, in
+// place of the greeting (RFC 5321 §3.1 allows 554 there).
+func replyEarlyTalker(host string) reply {
+	return reply{code: 554, enh: "5.5.0", text: host + " Error: you spoke before the greeting, closing connection", close: true,
+		why: "a client must wait for the 220 greeting before it speaks; spam software often does not", rfc: "RFC 5321 §3.1, §4.3.1"}
+}

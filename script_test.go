@@ -2,9 +2,12 @@ package smtpd_test
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -104,7 +107,8 @@ func stateOf(ts *testscript.TestScript) *scriptState {
 // Starts the smtpd command in the script's directory, on 127.0.0.1 and free
 // ports (TCP and UDP) unless the flags say otherwise, waits for its
 // "Listening on" lines and sets SMTP_ADDR and SMTP_PORT, and METRICS_ADDR
-// and METRICS_PORT when the management protocol is on. Its environment is
+// and METRICS_PORT when the management protocol is on, and TLS_ADDR and
+// TLS_PORT with -tls-port. Its environment is
 // the script's PATH, HOME, TMPDIR, NO_COLOR, TZ and GORACE, nothing else. Its
 // output is
 // collected for smtpd-wait and stop-smtpd. The script's end kills it if
@@ -130,6 +134,9 @@ func cmdStartSmtpd(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Setenv("METRICS_ADDR", p.metricsAddr)
 	_, port, _ = strings.Cut(p.metricsAddr, ":")
 	ts.Setenv("METRICS_PORT", port)
+	ts.Setenv("TLS_ADDR", p.tlsAddr)
+	_, port, _ = strings.Cut(p.tlsAddr, ":")
+	ts.Setenv("TLS_PORT", port)
 }
 
 // [!] stop-smtpd [-kill]
@@ -190,17 +197,37 @@ func cmdSmtpdWait(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// [!] smtp [-addr HOST:PORT] [-bg NAME] FILE
+// [!] smtp [-addr HOST:PORT] [-tls] [-cafile FILE] [-bg NAME] FILE
 //
 // Plays the dialogue FILE (see client.Dialogue) against $SMTP_ADDR and
-// writes its transcript to stdout. With -bg it plays in the background;
-// smtp-wait NAME collects it.
+// writes its transcript to stdout. With -tls it connects with implicit TLS
+// to $TLS_ADDR instead. TLS (-tls, or a TLS step after STARTTLS) checks the
+// server's certificate against the CA certificates in -cafile (the
+// certificate of "smtpd -tls auto" is its own CA), or not at all without
+// it. With -bg it plays in the background; smtp-wait NAME collects it.
 func cmdSMTP(ts *testscript.TestScript, neg bool, args []string) {
 	fs := flag.NewFlagSet("smtp", flag.ContinueOnError)
-	addr := fs.String("addr", ts.Getenv("SMTP_ADDR"), "")
+	addr := fs.String("addr", "", "")
+	implicit := fs.Bool("tls", false, "")
+	cafile := fs.String("cafile", "", "")
 	bg := fs.String("bg", "", "")
 	if fs.Parse(args) != nil || fs.NArg() != 1 {
-		ts.Fatalf("usage: smtp [-addr HOST:PORT] [-bg NAME] FILE")
+		ts.Fatalf("usage: smtp [-addr HOST:PORT] [-tls] [-cafile FILE] [-bg NAME] FILE")
+	}
+	if *addr == "" {
+		*addr = ts.Getenv("SMTP_ADDR")
+		if *implicit {
+			*addr = ts.Getenv("TLS_ADDR")
+		}
+	}
+	tlsConfig := &tls.Config{InsecureSkipVerify: true}
+	if *cafile != "" {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM([]byte(ts.ReadFile(*cafile))) {
+			ts.Fatalf("smtp: no certificate in %s", *cafile)
+		}
+		host, _, _ := net.SplitHostPort(*addr)
+		tlsConfig = &tls.Config{RootCAs: pool, ServerName: host}
 	}
 	d, err := client.ParseDialogue(strings.NewReader(ts.ReadFile(fs.Arg(0))))
 	ts.Check(err)
@@ -213,10 +240,10 @@ func cmdSMTP(ts *testscript.TestScript, neg bool, args []string) {
 		stateOf(ts).dialogs[*bg] = done
 		stateOf(ts).resumes[*bg] = resume
 		d.Resume = resume
-		go func() { done <- playDialogue(*addr, d) }()
+		go func() { done <- playDialogue(*addr, *implicit, tlsConfig, d) }()
 		return
 	}
-	checkDialogue(ts, neg, playDialogue(*addr, d))
+	checkDialogue(ts, neg, playDialogue(*addr, *implicit, tlsConfig, d))
 }
 
 // [!] smtp-wait NAME
@@ -274,13 +301,22 @@ func cmdSmtpdSignal(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(st.server.signal(sig))
 }
 
-func playDialogue(addr string, d *client.Dialogue) dialogResult {
+func playDialogue(addr string, implicitTLS bool, tlsConfig *tls.Config, d *client.Dialogue) dialogResult {
 	var transcript bytes.Buffer
-	c, err := client.Dial(addr)
+	var (
+		c   *client.Client
+		err error
+	)
+	if implicitTLS {
+		c, err = client.DialTLS(addr, tlsConfig)
+	} else {
+		c, err = client.Dial(addr)
+	}
 	if err != nil {
 		return dialogResult{err: err}
 	}
 	defer c.Close()
+	c.TLSConfig = tlsConfig
 	c.Transcript = &transcript
 	c.Timeout = 10 * time.Second
 	err = d.Play(c)

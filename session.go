@@ -3,10 +3,12 @@ package smtpd
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -73,10 +75,20 @@ type session struct {
 	hinted bool        // the trace has said that SMTP wants CRLF
 	inData bool        // reading message data: each read gets DataTimeout
 	idle   atomic.Bool // blocked waiting for a command outside a transaction
+
+	// Security (tls.go, auth.go, limits.go, proxy.go).
+	implicitTLS  bool                 // served by ServeTLS: handshake first
+	tlsConn      *tls.Conn            // set once TLS is on; conn stays the plain connection
+	tlsState     *tls.ConnectionState // of tlsConn
+	authUser     string               // the user AUTH accepted; "" before
+	authFailures int                  // failed AUTH attempts (MaxAuthFailures)
+	deadline     time.Time            // end of the session (SessionTimeout)
+	ip           netip.Addr           // the client address counted in MaxConnsPerIP
 }
 
 func newSession(srv *Server, conn net.Conn, id uint64) *session {
 	s := &session{srv: srv, conn: conn, id: strconv.FormatUint(id, 10), remote: conn.RemoteAddr()}
+	s.deadline = time.Now().Add(srv.set.sessionTimeout)
 	s.acquireReader()
 	return s
 }
@@ -86,9 +98,9 @@ func newSession(srv *Server, conn net.Conn, id uint64) *session {
 // RFC 5321 §4.5.3.2.6 times each block of data, not the whole message.
 func (s *session) Read(p []byte) (int, error) {
 	if s.inData {
-		s.conn.SetReadDeadline(time.Now().Add(s.srv.set.dataTimeout))
+		s.conn.SetReadDeadline(s.capDeadline(time.Now().Add(s.srv.set.dataTimeout)))
 	}
-	n, err := s.conn.Read(p)
+	n, err := s.stream().Read(p)
 	s.srv.stats.bytesIn.Add(uint64(n))
 	return n, err
 }
@@ -98,6 +110,11 @@ func (s *session) Read(p []byte) (int, error) {
 func (s *session) serve() {
 	defer s.end()
 	s.srv.trace.event(s.id, "connected from %s", s.remote)
+	if r, ok := s.admit(); !ok {
+		s.send(r)
+		s.flush()
+		return
+	}
 	s.send(replyGreeting(s.srv.set.hostname))
 	for {
 		r, err := s.next()
@@ -146,6 +163,12 @@ func (s *session) end() {
 	// Untracked first: a client that sees the close may connect again at
 	// once, and must find its slot free under MaxConns.
 	s.srv.untrack(s)
+	s.srv.releaseIP(s.ip)
+	if s.tlsConn != nil {
+		// close_notify first (RFC 8446 §6.1), if it can go out at once.
+		s.conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		s.tlsConn.Close()
+	}
 	s.conn.Close()
 	s.releaseReader()
 }
@@ -161,12 +184,10 @@ func (s *session) next() (reply, error) {
 		s.srv.trace.client(s.id, "<command line over 512 octets>")
 		return replyLineTooLong, nil
 	case errors.Is(err, errBareLF):
-		s.srv.trace.client(s.id, line+"<LF>")
+		s.srv.trace.client(s.id, redactCommand(line)+"<LF>")
 		return replyBareLF, nil
-	case isTimeout(err) && s.srv.shuttingDown():
-		return replyShuttingDown(s.srv.set.hostname), nil
 	case isTimeout(err):
-		return replyIdleTimeout(s.srv.set.hostname), nil
+		return s.timeoutReply(), nil
 	}
 	return reply{}, err
 }
@@ -175,7 +196,7 @@ func (s *session) next() (reply, error) {
 // (so a pipelined batch gets its replies in one write, RFC 2920 §3.1), then
 // reads the next command line within CommandTimeout.
 func (s *session) readCommand() (string, error) {
-	s.conn.SetReadDeadline(time.Now().Add(s.srv.set.commandTimeout))
+	s.conn.SetReadDeadline(s.capDeadline(time.Now().Add(s.srv.set.commandTimeout)))
 	batchStart := s.br.Buffered() == 0
 	if batchStart {
 		if err := s.flush(); err != nil {
@@ -200,7 +221,7 @@ func (s *session) readCommand() (string, error) {
 			// Between transactions a client may stay silent for
 			// minutes: wait without holding the read buffer.
 			s.releaseReader()
-			err := waitReadable(s.conn)
+			err := waitReadable(s.stream())
 			s.acquireReader()
 			if err != nil {
 				return "", err
@@ -284,7 +305,7 @@ func (s *session) hintCRLF() {
 
 // handle dispatches one command line to the handler of its verb.
 func (s *session) handle(line string) reply {
-	s.srv.trace.client(s.id, line)
+	s.srv.trace.client(s.id, redactCommand(line))
 	if s.lfOnly {
 		s.hintCRLF()
 	}
@@ -311,7 +332,11 @@ func (s *session) handle(line string) reply {
 		return s.cmdVRFY(arg)
 	case "HELP":
 		return replyHelp
-	case "EXPN", "STARTTLS", "AUTH", "BDAT", "ETRN", "TURN", "ATRN":
+	case "STARTTLS":
+		return s.cmdSTARTTLS(arg)
+	case "AUTH":
+		return s.cmdAUTH(arg)
+	case "EXPN", "BDAT", "ETRN", "TURN", "ATRN":
 		return replyNotImplemented
 	case "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "CONNECT":
 		// A web browser or a cross-protocol attack: nothing SMTP
@@ -349,7 +374,7 @@ func (s *session) cmdEHLO(arg string) reply {
 		"8BITMIME\n" +
 		"ENHANCEDSTATUSCODES\n" +
 		"SMTPUTF8\n" +
-		"HELP",
+		"HELP" + s.securityKeywords(),
 		why: "hello: the lines after the first list the extensions the client may use", rfc: "RFC 5321 §4.1.1.1; RFC 2920, 1870, 6152, 2034, 6531"}
 }
 
@@ -368,6 +393,8 @@ func (s *session) cmdMAIL(arg string) reply {
 		return replyNeedHELO
 	case s.state > stateReady:
 		return replyNestedMAIL
+	case s.srv.Config.RequireAuth && s.authUser == "":
+		return s.replyNeedAuth()
 	}
 	from, null, params, err := parseMail(arg, s.esmtp)
 	switch {
@@ -444,6 +471,8 @@ func (s *session) newMessage() *Message {
 		BodyType:   s.params.body,
 		SMTPUTF8:   s.params.smtputf8,
 		Time:       time.Now(),
+		TLS:        s.tlsState,
+		AuthUser:   s.authUser,
 	}
 	if !s.nullFrom {
 		m.From = s.from.raw
@@ -595,7 +624,7 @@ func (s *session) dataFailure(m *Message, err error) reply {
 		s.logger().Error("smtpd: delivery failed", "queue_id", m.ID, "err", err)
 		return replyLocalError
 	case isTimeout(err):
-		return replyIdleTimeout(s.srv.set.hostname)
+		return s.timeoutReply()
 	}
 	s.srv.trace.event(s.id, "disconnected during message data: %v", traceReason(err))
 	return replyHangUp
@@ -645,7 +674,7 @@ func (s *session) flush() error {
 		return nil
 	}
 	s.conn.SetWriteDeadline(time.Now().Add(s.srv.set.commandTimeout))
-	n, err := s.conn.Write(s.out)
+	n, err := s.stream().Write(s.out)
 	s.srv.stats.bytesOut.Add(uint64(n))
 	if cap(s.out) > readBufferSize {
 		s.out = nil // do not keep a large batch's buffer while idle

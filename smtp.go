@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base32"
 	"encoding/binary"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,6 +110,78 @@ type Config struct {
 	// (Message.Data). It runs on the session's goroutine: a slow function
 	// slows that session only.
 	Delivered func(*Message)
+
+	// TLSConfig, if set, turns on STARTTLS (RFC 3207) and lets ServeTLS
+	// serve implicit TLS (RFC 8314). It needs a certificate (Certificates,
+	// GetCertificate or GetConfigForClient). The server uses a clone: its
+	// MinVersion is raised to TLS 1.2 if lower, and session tickets are
+	// disabled unless TLSSessionTickets is set (see there). nil means no
+	// TLS: EHLO does not offer STARTTLS and STARTTLS gets 502.
+	TLSConfig *tls.Config
+	// TLSSessionTickets keeps TLS session tickets on. They are off by
+	// default because resuming a ticketed session broke STARTTLS for some
+	// Outlook versions (as chasquid and mox found); a *tls.Config cannot
+	// say whether its SessionTicketsDisabled=false was chosen or is just
+	// the zero value, hence this separate switch.
+	TLSSessionTickets bool
+	// TLSAddr is the address ListenAndServe also serves implicit TLS on
+	// (RFC 8314, conventionally port 465); "" means none. It needs
+	// TLSConfig.
+	TLSAddr string
+
+	// Authenticate, if set, turns on SMTP AUTH (RFC 4954) with the PLAIN
+	// and LOGIN mechanisms: it is called with the user name and password
+	// a client gave and returns nil to accept them. For bad credentials it
+	// must return ErrAuthFailed (or an error wrapping it): the client then
+	// gets 535 5.7.8 after AuthFailureDelay. Any other error is taken as a
+	// temporary failure of the user database (454 4.7.0, logged). ctx ends
+	// when the server closes or the command times out. It runs on the
+	// session's goroutine. Users.Authenticate fits; so does any function
+	// checking a database. The password must never be logged.
+	Authenticate func(ctx context.Context, user, password string) error
+	// AllowInsecureAuth offers and accepts AUTH on connections without
+	// TLS. By default AUTH is only offered after STARTTLS or on the
+	// implicit TLS port, and is refused before with 538 5.7.11
+	// (RFC 4954 §4): a password sent in clear is a password given away.
+	AllowInsecureAuth bool
+	// RequireAuth refuses MAIL from clients that have not authenticated
+	// with 530 5.7.0 (RFC 4954 §6). It needs Authenticate.
+	RequireAuth bool
+	// AuthFailureDelay is how long the server waits before it answers
+	// 535 to bad credentials, which slows down password guessing; 0 means
+	// 1 second.
+	AuthFailureDelay time.Duration
+	// MaxAuthFailures is how many failed AUTH attempts a session may make;
+	// the last one is answered 421 4.7.0 and the session closed. 0 means 3.
+	MaxAuthFailures int
+
+	// MaxConnsPerIP is the most concurrent sessions from one client IP
+	// address (the real client's, behind a trusted proxy); a client over
+	// it gets 421 4.7.0 and is disconnected. 0 means 100.
+	MaxConnsPerIP int
+	// SessionTimeout bounds a whole session, however busy: once it has
+	// passed, the next read ends the session with 421 4.4.2. It is what
+	// stops a client that trickles message data just fast enough to beat
+	// DataTimeout. 0 means 30 minutes.
+	SessionTimeout time.Duration
+	// GreetDelay is how long the server waits, silent, before its
+	// greeting; a client that sends anything in that time is an "early
+	// talker" (RFC 5321 §4.3.1: the client waits for the greeting) and
+	// gets 554 5.5.0 and is disconnected. 0 means no wait: the server
+	// then only looks, at no cost, at whether the client has already sent
+	// something by the time it greets. Spam software that does not wait
+	// is caught better with a second or more (Postfix's postscreen waits
+	// 6 s), at the price of that much latency for every client.
+	GreetDelay time.Duration
+	// ProxyFrom lists the networks of trusted proxies (HAProxy, a load
+	// balancer) that begin each connection with a PROXY protocol header,
+	// version 1 or 2. A connection from these addresses must start with
+	// one; the client address it gives is then the session's remote
+	// address everywhere: trace, logs, per-IP limit, Received header,
+	// access log, Message.RemoteAddr. From any other address the header
+	// is not looked for ("PROXY" is then an unknown command). Empty means
+	// no trusted proxy.
+	ProxyFrom []netip.Prefix
 }
 
 // settings are a Config's values with the defaults applied. The Config the
@@ -123,6 +197,13 @@ type settings struct {
 	commandTimeout time.Duration
 	dataTimeout    time.Duration
 	filterTimeout  time.Duration
+
+	tlsConfig        *tls.Config // the clone in use; nil without TLS
+	authFailureDelay time.Duration
+	maxAuthFailures  int
+	maxConnsPerIP    int
+	sessionTimeout   time.Duration
+	greetDelay       time.Duration
 }
 
 // Defaults, from SPEC §2 and RFC 5321 §4.5.3.
@@ -136,6 +217,11 @@ const (
 	DefaultCommandTimeout  = 5 * time.Minute
 	DefaultDataTimeout     = 3 * time.Minute
 	DefaultFilterTimeout   = 30 * time.Second
+
+	DefaultAuthFailureDelay = time.Second
+	DefaultMaxAuthFailures  = 3
+	DefaultMaxConnsPerIP    = 100
+	DefaultSessionTimeout   = 30 * time.Minute
 )
 
 // ErrServerClosed is returned by Serve and ListenAndServe after Shutdown or
@@ -177,6 +263,8 @@ type Server struct {
 	addr        net.Addr
 	metricsAddr net.Addr
 	sessions    map[*session]struct{}
+	perIP       map[netip.Addr]int // sessions open now per client address (MaxConnsPerIP)
+	tlsAddr     net.Addr
 	wg          sync.WaitGroup // one per session goroutine
 	closed      bool           // Close was called
 	saverStop   chan struct{}  // stops the periodic saving of the counters
@@ -243,6 +331,7 @@ func (srv *Server) setup() error {
 	srv.listeners = make(map[net.Listener]struct{})
 	srv.packetConns = make(map[net.PacketConn]struct{})
 	srv.sessions = make(map[*session]struct{})
+	srv.perIP = make(map[netip.Addr]int)
 	srv.loadState()
 	return nil
 }
@@ -258,6 +347,12 @@ func (c *Config) settings() (settings, error) {
 		commandTimeout: orDefault(c.CommandTimeout, DefaultCommandTimeout),
 		dataTimeout:    orDefault(c.DataTimeout, DefaultDataTimeout),
 		filterTimeout:  orDefault(c.FilterTimeout, DefaultFilterTimeout),
+
+		authFailureDelay: orDefault(c.AuthFailureDelay, DefaultAuthFailureDelay),
+		maxAuthFailures:  orDefault(c.MaxAuthFailures, DefaultMaxAuthFailures),
+		maxConnsPerIP:    orDefault(c.MaxConnsPerIP, DefaultMaxConnsPerIP),
+		sessionTimeout:   orDefault(c.SessionTimeout, DefaultSessionTimeout),
+		greetDelay:       c.GreetDelay,
 	}
 	s.maildirRoot = orDefault(c.MaildirRoot, filepath.Join(s.dataDir, "Maildir"))
 	// The greeting, EHLO reply and Received header name the server with
@@ -287,6 +382,31 @@ func (c *Config) settings() (settings, error) {
 		return s, errors.New("smtpd: Config.DataTimeout must not be negative")
 	case c.FilterTimeout < 0:
 		return s, errors.New("smtpd: Config.FilterTimeout must not be negative")
+	case c.AuthFailureDelay < 0:
+		return s, errors.New("smtpd: Config.AuthFailureDelay must not be negative")
+	case c.MaxAuthFailures < 0:
+		return s, errors.New("smtpd: Config.MaxAuthFailures must not be negative")
+	case c.MaxConnsPerIP < 0:
+		return s, errors.New("smtpd: Config.MaxConnsPerIP must not be negative")
+	case c.SessionTimeout < 0:
+		return s, errors.New("smtpd: Config.SessionTimeout must not be negative")
+	case c.GreetDelay < 0:
+		return s, errors.New("smtpd: Config.GreetDelay must not be negative")
+	case c.RequireAuth && c.Authenticate == nil:
+		return s, errors.New("smtpd: Config.RequireAuth needs Config.Authenticate")
+	case c.TLSAddr != "" && c.TLSConfig == nil:
+		return s, errors.New("smtpd: Config.TLSAddr needs Config.TLSConfig")
+	}
+	for _, p := range c.ProxyFrom {
+		if !p.IsValid() {
+			return s, errors.New("smtpd: Config.ProxyFrom holds an invalid prefix")
+		}
+	}
+	if c.TLSConfig != nil {
+		var err error
+		if s.tlsConfig, err = serverTLSConfig(c.TLSConfig, c.TLSSessionTickets); err != nil {
+			return s, err
+		}
 	}
 	s.domains = make(map[string]bool, len(c.Domains))
 	for _, d := range c.Domains {
@@ -341,6 +461,14 @@ func (srv *Server) ListenAndServe() error {
 	if err != nil {
 		return err
 	}
+	if srv.Config.TLSAddr != "" {
+		tl, err := net.Listen("tcp", srv.Config.TLSAddr)
+		if err != nil {
+			l.Close()
+			return err
+		}
+		go srv.ServeTLS(tl)
+	}
 	if srv.Config.MetricsAddr != "" {
 		pc, err := net.ListenPacket("udp", srv.Config.MetricsAddr)
 		if err != nil {
@@ -356,15 +484,36 @@ func (srv *Server) ListenAndServe() error {
 // always returns a non-nil error and closes l; after Shutdown or Close the
 // error is ErrServerClosed.
 func (srv *Server) Serve(l net.Listener) error {
+	return srv.serve(l, false)
+}
+
+// ServeTLS is Serve for implicit TLS (RFC 8314 §3.3, the "submissions"
+// port 465): every connection starts with a TLS handshake, made with
+// Config.TLSConfig in the session's own goroutine within 30 seconds (or
+// CommandTimeout if shorter), and the greeting follows over TLS. It returns
+// an error at once when Config.TLSConfig is nil.
+func (srv *Server) ServeTLS(l net.Listener) error {
+	if err := srv.init(); err != nil {
+		l.Close()
+		return err
+	}
+	if srv.set.tlsConfig == nil {
+		l.Close()
+		return errors.New("smtpd: ServeTLS needs Config.TLSConfig")
+	}
+	return srv.serve(l, true)
+}
+
+func (srv *Server) serve(l net.Listener, implicitTLS bool) error {
 	l = &onceCloseListener{Listener: l}
 	defer l.Close()
 	if err := srv.init(); err != nil {
 		return err
 	}
-	if !srv.trackListener(l, true) {
+	if !srv.trackListener(l, true, implicitTLS) {
 		return ErrServerClosed
 	}
-	defer srv.trackListener(l, false)
+	defer srv.trackListener(l, false, implicitTLS)
 	srv.startStateSaver()
 	var delay time.Duration // backoff after temporary accept errors
 	for {
@@ -383,13 +532,15 @@ func (srv *Server) Serve(l net.Listener) error {
 			return err
 		}
 		delay = 0
-		srv.startSession(conn)
+		srv.startSession(conn, implicitTLS)
 	}
 }
 
 // startSession tracks a new connection and starts its goroutine, or turns it
-// away when the server is full.
-func (srv *Server) startSession(conn net.Conn) {
+// away when the server is full. Nothing that waits for the client happens
+// here (no TLS handshake, no PROXY header): the accept loop must never
+// block on one client.
+func (srv *Server) startSession(conn net.Conn, implicitTLS bool) {
 	srv.stats.connections.Add(1)
 	srv.mu.Lock()
 	if srv.shuttingDown() {
@@ -399,10 +550,11 @@ func (srv *Server) startSession(conn net.Conn) {
 	}
 	if len(srv.sessions) >= srv.set.maxConns {
 		srv.mu.Unlock()
-		srv.refuse(conn)
+		srv.refuse(conn, implicitTLS)
 		return
 	}
 	s := newSession(srv, conn, srv.nextSession.Add(1))
+	s.implicitTLS = implicitTLS
 	srv.sessions[s] = struct{}{}
 	srv.stats.sessions.Add(1)
 	srv.wg.Add(1)
@@ -415,8 +567,14 @@ func (srv *Server) startSession(conn net.Conn) {
 
 // refuse answers a connection over MaxConns with 421 and closes it. A new
 // connection's send buffer is empty, so the write does not block; the
-// deadline is there in case it ever does.
-func (srv *Server) refuse(conn net.Conn) {
+// deadline is there in case it ever does. On the implicit TLS port a
+// plain-text reply would only be a TLS protocol error to the client, and a
+// handshake is the very cost being refused: that connection is just closed.
+func (srv *Server) refuse(conn net.Conn, implicitTLS bool) {
+	if implicitTLS {
+		conn.Close()
+		return
+	}
 	conn.SetWriteDeadline(time.Now().Add(time.Second))
 	n, _ := conn.Write(replyTooManyConns(srv.set.hostname).appendTo(nil))
 	srv.stats.bytesOut.Add(uint64(n))
@@ -431,7 +589,7 @@ func (srv *Server) untrack(s *session) {
 }
 
 // trackListener adds or removes l; it refuses to add once shutdown began.
-func (srv *Server) trackListener(l net.Listener, add bool) bool {
+func (srv *Server) trackListener(l net.Listener, add, implicitTLS bool) bool {
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
 	if !add {
@@ -442,14 +600,25 @@ func (srv *Server) trackListener(l net.Listener, add bool) bool {
 		return false
 	}
 	srv.listeners[l] = struct{}{}
-	if srv.addr == nil {
+	switch {
+	case implicitTLS && srv.tlsAddr == nil:
+		srv.tlsAddr = l.Addr()
+	case !implicitTLS && srv.addr == nil:
 		srv.addr = l.Addr()
 	}
 	return true
 }
 
-// Addr returns the address of the first listener the server served, or nil
-// before Serve began.
+// TLSAddr returns the address of the first listener the server served with
+// ServeTLS, or nil before ServeTLS began.
+func (srv *Server) TLSAddr() net.Addr {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	return srv.tlsAddr
+}
+
+// Addr returns the address of the first listener the server served with
+// Serve, or nil before Serve began.
 func (srv *Server) Addr() net.Addr {
 	srv.mu.Lock()
 	defer srv.mu.Unlock()

@@ -12,6 +12,7 @@ package client
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -55,11 +56,17 @@ type Client struct {
 	conn net.Conn
 	br   *bufio.Reader
 	// Transcript, if set, receives every line sent ("C: ...") and received
-	// ("S: ..."). Raw bytes are shown Go-quoted, after "R: ".
+	// ("S: ..."). Raw bytes are shown Go-quoted, after "R: ". Credentials
+	// are not: the initial response of an AUTH command and every line
+	// sent while the server asks for more (334) show as <redacted>.
 	Transcript io.Writer
 	// Timeout bounds each write and each reply read; 0 means
 	// DefaultTimeout.
 	Timeout time.Duration
+	// TLSConfig is used by StartTLS and by a dialogue's TLS step.
+	TLSConfig *tls.Config
+
+	inAuth bool // an AUTH exchange may be under way: redact what is sent
 }
 
 // Dial connects to an SMTP server. It does not read the greeting: call
@@ -70,6 +77,52 @@ func Dial(addr string) (*Client, error) {
 		return nil, err
 	}
 	return NewClient(conn), nil
+}
+
+// DialTLS connects to an SMTP server with implicit TLS (RFC 8314) and
+// completes the handshake. It does not read the greeting.
+func DialTLS(addr string, config *tls.Config) (*Client, error) {
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: DefaultTimeout}, Config: config}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c := NewClient(conn)
+	c.TLSConfig = config
+	return c, nil
+}
+
+// StartTLS sends STARTTLS (RFC 3207), checks for the 220 reply and starts
+// TLS with c.TLSConfig. Anything the server sent after its 220 in plain
+// text is dropped, as RFC 3207 §5 wants. The client must send EHLO again.
+func (c *Client) StartTLS() error {
+	r, err := c.Cmd("STARTTLS")
+	if err != nil {
+		return err
+	}
+	if r.Code != 220 {
+		return r
+	}
+	return c.Handshake()
+}
+
+// Handshake starts TLS as the client on the connection as it is now, with
+// c.TLSConfig; a dialogue's TLS step calls it after STARTTLS and its 220.
+func (c *Client) Handshake() error {
+	if c.TLSConfig == nil {
+		return errors.New("smtp: no TLSConfig for the TLS handshake")
+	}
+	tc := tls.Client(c.conn, c.TLSConfig)
+	tc.SetDeadline(c.deadline())
+	if err := tc.Handshake(); err != nil {
+		return fmt.Errorf("smtp: TLS handshake: %w", err)
+	}
+	tc.SetDeadline(time.Time{})
+	c.conn = tc
+	c.br = bufio.NewReader(tc)
+	st := tc.ConnectionState()
+	c.record("-- TLS started: " + tls.VersionName(st.Version))
+	return nil
 }
 
 // NewClient returns a Client speaking over conn.
@@ -110,7 +163,7 @@ func (c *Client) Send(lines ...string) error {
 
 // SendRaw writes b exactly as given.
 func (c *Client) SendRaw(b []byte) error {
-	c.record("R: " + strconv.Quote(string(b)))
+	c.recordRaw(b)
 	return c.write(b)
 }
 
@@ -120,10 +173,54 @@ func (c *Client) write(b []byte) error {
 	return err
 }
 
+// record writes a transcript line, redacting credentials (see Transcript).
 func (c *Client) record(line string) {
+	switch {
+	case strings.HasPrefix(line, "C: "):
+		line = "C: " + c.redact(line[3:])
+	case strings.HasPrefix(line, "S: "):
+		// Only a 334 continues an AUTH exchange (RFC 4954 §4).
+		if c.inAuth && !strings.HasPrefix(line, "S: 334") {
+			c.inAuth = false
+		}
+	}
 	if c.Transcript != nil {
 		io.WriteString(c.Transcript, line+"\n")
 	}
+}
+
+// recordRaw writes raw bytes to the transcript, Go-quoted, each line of
+// them redacted as record does.
+func (c *Client) recordRaw(b []byte) {
+	lines := strings.SplitAfter(string(b), "\n")
+	for i, line := range lines {
+		if line == "" {
+			continue // after the final LF
+		}
+		text := strings.TrimRight(line, "\r\n")
+		if text != "" || c.inAuth {
+			lines[i] = c.redact(text) + line[len(text):]
+		}
+	}
+	c.record("R: " + strconv.Quote(strings.Join(lines, "")))
+}
+
+// redact returns a line to send as the transcript shows it, and notes the
+// start of an AUTH exchange.
+func (c *Client) redact(line string) string {
+	if c.inAuth {
+		return "<redacted>"
+	}
+	verb, rest, _ := strings.Cut(line, " ")
+	if !strings.EqualFold(verb, "AUTH") {
+		return line
+	}
+	c.inAuth = true
+	mech, ir, ok := strings.Cut(strings.TrimLeft(rest, " "), " ")
+	if !ok || ir == "" {
+		return line
+	}
+	return verb + " " + mech + " <redacted>"
 }
 
 // ErrMalformedReply is returned for input that is not an SMTP reply.

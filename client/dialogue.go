@@ -19,6 +19,7 @@ import (
 //	S: ^250 2\.1\.0          read one reply and match it against a regexp
 //	CLOSED                   expect the server to close the connection
 //	WAIT                     send what is held, then wait for Resume
+//	TLS                      send what is held, then start TLS (after STARTTLS's 220)
 //
 // Lines to send are held until the next S: or CLOSED step and then written
 // at once, so a run of C: lines followed by as many S: lines is a PIPELINING
@@ -69,12 +70,12 @@ func ParseDialogue(r io.Reader) (*Dialogue, error) {
 }
 
 func parseStep(text string) (step, error) {
-	if text == "CLOSED" || text == "WAIT" {
+	if text == "CLOSED" || text == "WAIT" || text == "TLS" {
 		return step{kind: text}, nil
 	}
 	kind, arg, ok := strings.Cut(text, ":")
 	if !ok {
-		return step{}, fmt.Errorf("%q is not C:, R:, S:, CLOSED or WAIT", text)
+		return step{}, fmt.Errorf("%q is not C:, R:, S:, CLOSED, WAIT or TLS", text)
 	}
 	arg = strings.TrimPrefix(arg, " ")
 	switch kind {
@@ -93,7 +94,7 @@ func parseStep(text string) (step, error) {
 		}
 		return step{kind: kind, re: re}, nil
 	}
-	return step{}, fmt.Errorf("%q is not C:, R:, S:, CLOSED or WAIT", text)
+	return step{}, fmt.Errorf("%q is not C:, R:, S:, CLOSED, WAIT or TLS", text)
 }
 
 // Play runs the dialogue over c. It stops at the first reply that does not
@@ -120,12 +121,16 @@ func (d *Dialogue) Play(c *Client) error {
 			c.record("C: " + strings.TrimSuffix(st.data, "\r\n"))
 			pending = append(pending, st.data...)
 		case "R":
-			c.record("R: " + strconv.Quote(st.data))
+			c.recordRaw([]byte(st.data))
 			pending = append(pending, st.data...)
 		case "S":
 			err = d.expectReply(c, st, flush)
 		case "CLOSED":
 			err = d.expectClosed(c, flush)
+		case "TLS":
+			if err = flush(); err == nil {
+				err = c.Handshake()
+			}
 		case "WAIT":
 			err = flush()
 			if err == nil && d.Resume == nil {

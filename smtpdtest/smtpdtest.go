@@ -38,6 +38,9 @@ import (
 type Server struct {
 	// Addr is the server's host:port on the loopback interface.
 	Addr string
+	// TLSAddr is the host:port of its implicit TLS listener (RFC 8314),
+	// when the Config has a TLSConfig; "" otherwise.
+	TLSAddr string
 	// DataDir is the server's data directory, a t.TempDir() unless the
 	// Config named one.
 	DataDir string
@@ -47,7 +50,8 @@ type Server struct {
 	// SMTP is the server itself.
 	SMTP *smtpd.Server
 
-	served chan error // Serve's result
+	served  chan error // Serve's (and ServeTLS's) result
+	serving int        // how many results to wait for
 
 	mu      sync.Mutex
 	msgs    []*smtpd.Message
@@ -79,8 +83,8 @@ func Trace() Option {
 // "smtpd.test", a t.TempDir() data directory, and logs written to the
 // test's output. The server keeps every message it stores (with its data)
 // for Messages, WaitMessages and WaitFor; a Delivered function in the
-// Config is still called. NewServer fails the test if the server cannot
-// start.
+// Config is still called. With a Config.TLSConfig it also serves implicit
+// TLS on TLSAddr. NewServer fails the test if the server cannot start.
 func NewServer(tb testing.TB, opts ...Option) *Server {
 	tb.Helper()
 	var o options
@@ -100,7 +104,7 @@ func NewServer(tb testing.TB, opts ...Option) *Server {
 	if o.trace {
 		cfg.Trace, cfg.Verbose, cfg.Explain, cfg.TraceColor = tb.Output(), true, true, smtpd.ColorNever
 	}
-	ts := &Server{arrival: make(chan struct{}), served: make(chan error, 1), DataDir: cfg.DataDir, MaildirRoot: cfg.MaildirRoot}
+	ts := &Server{arrival: make(chan struct{}), served: make(chan error, 2), DataDir: cfg.DataDir, MaildirRoot: cfg.MaildirRoot}
 	if ts.MaildirRoot == "" {
 		ts.MaildirRoot = filepath.Join(cfg.DataDir, "Maildir")
 	}
@@ -121,6 +125,18 @@ func NewServer(tb testing.TB, opts ...Option) *Server {
 		tb.Fatalf("smtpdtest: %v", err)
 	}
 	ts.SMTP, ts.Addr = srv, l.Addr().String()
+	ts.serving = 1
+	if cfg.TLSConfig != nil {
+		tl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			l.Close()
+			srv.Close()
+			tb.Fatalf("smtpdtest: %v", err)
+		}
+		ts.TLSAddr = tl.Addr().String()
+		ts.serving++
+		go func() { ts.served <- srv.ServeTLS(tl) }()
+	}
 	go func() { ts.served <- srv.Serve(l) }()
 	tb.Cleanup(ts.Close)
 	return ts
@@ -130,7 +146,9 @@ func NewServer(tb testing.TB, opts ...Option) *Server {
 // has stopped. It may be called more than once.
 func (ts *Server) Close() {
 	if ts.SMTP.Close() == nil {
-		<-ts.served
+		for range ts.serving {
+			<-ts.served
+		}
 	}
 }
 

@@ -4,12 +4,14 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -38,7 +40,7 @@ func SmtpdMain() int {
 		<-ctx.Done()
 		stop()
 	}()
-	return Smtpd(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	return Smtpd(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 }
 
 // smtpdFlags are the command line of smtpd (SPEC §2).
@@ -60,6 +62,21 @@ type smtpdFlags struct {
 	metricsHTTP           string
 	filter                string
 	filterTimeout         time.Duration
+
+	// Security (issue 5).
+	tlsMode, tlsCert, tlsKey string
+	tlsPort                  int
+	users                    string
+	hashPassword             bool
+	allowInsecureAuth        bool
+	requireAuth              bool
+	authDelay                time.Duration
+	maxAuthFailures          int
+	maxConnsPerIP            int
+	sessionTimeout           time.Duration
+	greetDelay               time.Duration
+	proxyFrom                string
+	proxyPrefixes            []netip.Prefix // parsed by check
 }
 
 func (f *smtpdFlags) register(fs *flag.FlagSet) {
@@ -86,6 +103,21 @@ func (f *smtpdFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.filter, "filter", "", "content filter `command`, run without a shell: the message on its stdin, its stdout stored")
 	fs.DurationVar(&f.filterTimeout, "filter-timeout", smtpd.DefaultFilterTimeout, "how long the content filter may run")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown waits for sessions")
+
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate `file` (PEM, chain included), for STARTTLS and -tls-port")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS private key `file` (PEM)")
+	fs.StringVar(&f.tlsMode, "tls", "", "`auto`: use a self-signed certificate kept in the data directory, made on first use")
+	fs.IntVar(&f.tlsPort, "tls-port", -1, "implicit TLS `port` (RFC 8314; 0: any free port, printed; -1: off)")
+	fs.StringVar(&f.users, "users", "", "AUTH users `file`: user:bcrypt-hash lines (see -hash-password)")
+	fs.BoolVar(&f.hashPassword, "hash-password", false, "read a password on stdin, print its bcrypt hash for -users, and exit")
+	fs.BoolVar(&f.allowInsecureAuth, "allow-insecure-auth", false, "offer AUTH without TLS too (passwords in clear)")
+	fs.BoolVar(&f.requireAuth, "require-auth", false, "refuse MAIL from clients that have not authenticated (530 5.7.0)")
+	fs.DurationVar(&f.authDelay, "auth-delay", smtpd.DefaultAuthFailureDelay, "wait before answering bad credentials")
+	fs.IntVar(&f.maxAuthFailures, "max-auth-failures", smtpd.DefaultMaxAuthFailures, "failed AUTH attempts before a session is closed")
+	fs.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", smtpd.DefaultMaxConnsPerIP, "most concurrent sessions from one client address")
+	fs.DurationVar(&f.sessionTimeout, "session-timeout", smtpd.DefaultSessionTimeout, "longest time a session may last")
+	fs.DurationVar(&f.greetDelay, "greet-delay", 0, "wait this long before the greeting; a client talking meanwhile gets 554")
+	fs.StringVar(&f.proxyFrom, "proxy-from", "", "comma-separated `CIDRs` of trusted proxies that send a PROXY protocol header")
 }
 
 // check refuses values that Config would take as "default" or that make no
@@ -106,6 +138,45 @@ func (f *smtpdFlags) check() error {
 		return fmt.Errorf("-max-errors %d: must be positive", f.maxErrors)
 	case f.idleTimeout <= 0 || f.dataTimeout <= 0 || f.shutdownTimeout <= 0 || f.filterTimeout <= 0:
 		return errors.New("timeouts must be positive")
+	case f.tlsPort < -1 || f.tlsPort > 65535:
+		return fmt.Errorf("-tls-port %d: not a port number or -1", f.tlsPort)
+	case f.tlsMode != "" && f.tlsMode != "auto":
+		return fmt.Errorf("-tls %q: the only mode is auto", f.tlsMode)
+	case f.tlsMode == "auto" && (f.tlsCert != "" || f.tlsKey != ""):
+		return errors.New("-tls auto and -tls-cert/-tls-key exclude each other")
+	case (f.tlsCert == "") != (f.tlsKey == ""):
+		return errors.New("-tls-cert and -tls-key go together")
+	case f.tlsPort >= 0 && f.tlsMode == "" && f.tlsCert == "":
+		return errors.New("-tls-port needs a certificate: -tls-cert and -tls-key, or -tls auto")
+	case f.requireAuth && f.users == "":
+		return errors.New("-require-auth needs -users")
+	case f.allowInsecureAuth && f.users == "":
+		return errors.New("-allow-insecure-auth needs -users")
+	case f.authDelay <= 0:
+		return fmt.Errorf("-auth-delay %v: must be positive", f.authDelay)
+	case f.maxAuthFailures <= 0:
+		return fmt.Errorf("-max-auth-failures %d: must be positive", f.maxAuthFailures)
+	case f.maxConnsPerIP <= 0:
+		return fmt.Errorf("-max-conns-per-ip %d: must be positive", f.maxConnsPerIP)
+	case f.sessionTimeout <= 0:
+		return fmt.Errorf("-session-timeout %v: must be positive", f.sessionTimeout)
+	case f.greetDelay < 0:
+		return fmt.Errorf("-greet-delay %v: must not be negative", f.greetDelay)
+	}
+	for _, p := range strings.Split(f.proxyFrom, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		prefix, err := netip.ParsePrefix(p)
+		if err != nil {
+			// A single address is a network of one.
+			addr, aerr := netip.ParseAddr(p)
+			if aerr != nil {
+				return fmt.Errorf("-proxy-from: %q is not an address or a CIDR network", p)
+			}
+			prefix = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		f.proxyPrefixes = append(f.proxyPrefixes, prefix.Masked())
 	}
 	return nil
 }
@@ -139,6 +210,45 @@ func (f *smtpdFlags) config(stdout, stderr io.Writer) (smtpd.Config, error) {
 		Explain:         f.explain,
 		TraceBody:       f.traceBody,
 		StrictCRLF:      f.strictCRLF,
+
+		AllowInsecureAuth: f.allowInsecureAuth,
+		RequireAuth:       f.requireAuth,
+		AuthFailureDelay:  f.authDelay,
+		MaxAuthFailures:   f.maxAuthFailures,
+		MaxConnsPerIP:     f.maxConnsPerIP,
+		SessionTimeout:    f.sessionTimeout,
+		GreetDelay:        f.greetDelay,
+		ProxyFrom:         f.proxyPrefixes,
+	}
+	if f.users != "" {
+		users, err := loadUsers(f.users)
+		if err != nil {
+			return cfg, fmt.Errorf("-users %s: %w", f.users, err)
+		}
+		cfg.Authenticate = users.Authenticate
+	}
+	switch {
+	case f.tlsCert != "":
+		cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+		if err != nil {
+			return cfg, fmt.Errorf("-tls-cert/-tls-key: %w", err)
+		}
+		cfg.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	case f.tlsMode == "auto":
+		if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
+			return cfg, fmt.Errorf("data directory: %w", err)
+		}
+		hostname := f.hostname
+		if hostname == "" {
+			if hostname, _ = os.Hostname(); hostname == "" {
+				hostname = "localhost"
+			}
+		}
+		cert, err := loadOrCreateCert(f.dataDir, hostname, time.Now())
+		if err != nil {
+			return cfg, fmt.Errorf("-tls auto: %w", err)
+		}
+		cfg.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
 	}
 	if f.filter != "" {
 		args, err := splitWords(f.filter)
@@ -169,13 +279,17 @@ func (f *smtpdFlags) config(stdout, stderr io.Writer) (smtpd.Config, error) {
 }
 
 // Smtpd runs the smtpd command: it serves until ctx is done, then shuts
-// down gracefully. It returns the exit status.
-func Smtpd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// down gracefully. It returns the exit status. stdin is only read by
+// -hash-password.
+func Smtpd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("smtpd", flag.ContinueOnError)
 	var f smtpdFlags
 	f.register(fs)
 	if code, done := parseCommandLine(fs, args, stdout, stderr, "", ""); done {
 		return code
+	}
+	if f.hashPassword {
+		return hashPassword(stdin, stdout, stderr)
 	}
 	if err := f.check(); err != nil {
 		return usageError(stderr, "smtpd", err)
@@ -210,12 +324,12 @@ var configToFlags = strings.NewReplacer("Config.Hostname", "-hostname", "Config.
 // sends its result on the returned channel.
 func listenAndServe(ctx context.Context, srv *smtpd.Server, f *smtpdFlags, stdout io.Writer) (<-chan error, error) {
 	var (
-		l, httpL net.Listener
-		pc       net.PacketConn
-		err      error
+		l, tlsL, httpL net.Listener
+		pc             net.PacketConn
+		err            error
 	)
 	closeAll := func() {
-		for _, c := range []io.Closer{l, httpL, pc} {
+		for _, c := range []io.Closer{l, tlsL, httpL, pc} {
 			if c != nil {
 				c.Close()
 			}
@@ -223,6 +337,12 @@ func listenAndServe(ctx context.Context, srv *smtpd.Server, f *smtpdFlags, stdou
 	}
 	if l, err = net.Listen("tcp", net.JoinHostPort(f.listen, strconv.Itoa(f.port))); err != nil {
 		return nil, err
+	}
+	if f.tlsPort >= 0 {
+		if tlsL, err = net.Listen("tcp", net.JoinHostPort(f.listen, strconv.Itoa(f.tlsPort))); err != nil {
+			closeAll()
+			return nil, fmt.Errorf("-tls-port: %w", err)
+		}
 	}
 	if f.metricsPort >= 0 {
 		if pc, err = net.ListenPacket("udp", net.JoinHostPort(f.metricsListen, strconv.Itoa(f.metricsPort))); err != nil {
@@ -236,21 +356,29 @@ func listenAndServe(ctx context.Context, srv *smtpd.Server, f *smtpdFlags, stdou
 			return nil, fmt.Errorf("-metrics-http: %w", err)
 		}
 	}
-	served := make(chan error, 3)
-	fmt.Fprintf(stdout, "Listening on TCP %s\n", l.Addr())
+	served := make(chan error, 4)
+	// All the "Listening on" lines in one write: a script that sees one
+	// of them sees them all.
+	var lines strings.Builder
+	fmt.Fprintf(&lines, "Listening on TCP %s\n", l.Addr())
 	go func() { served <- srv.Serve(l) }()
+	if tlsL != nil {
+		fmt.Fprintf(&lines, "Listening on TLS %s\n", tlsL.Addr())
+		go func() { served <- srv.ServeTLS(tlsL) }()
+	}
 	if pc != nil {
-		fmt.Fprintf(stdout, "Listening on UDP %s\n", pc.LocalAddr())
+		fmt.Fprintf(&lines, "Listening on UDP %s\n", pc.LocalAddr())
 		go func() { served <- srv.ServeMetrics(pc) }()
 	}
 	if httpL != nil {
-		fmt.Fprintf(stdout, "Listening on HTTP %s\n", httpL.Addr())
+		fmt.Fprintf(&lines, "Listening on HTTP %s\n", httpL.Addr())
 		go func() {
 			if err := servePrometheus(ctx, srv, httpL); err != nil {
 				served <- fmt.Errorf("-metrics-http: %w", err)
 			}
 		}()
 	}
+	io.WriteString(stdout, lines.String())
 	return served, nil
 }
 
@@ -301,4 +429,36 @@ func parseCommandLine(fs *flag.FlagSet, args []string, stdout, stderr io.Writer,
 func usageError(stderr io.Writer, name string, err error) int {
 	fmt.Fprintf(stderr, "%s: %v (see %s -h)\n", name, err, name)
 	return exitUsage
+}
+
+// loadUsers reads the users file of -users.
+func loadUsers(name string) (smtpd.Users, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return smtpd.ParseUsers(f)
+}
+
+// hashPassword is -hash-password: it reads a password from stdin (one line;
+// its line ending is not part of it) and prints its bcrypt hash for a users
+// file. Nothing is echoed or prompted: pipe the password in, e.g.
+// "printf %s 'secret' | smtpd -hash-password".
+func hashPassword(stdin io.Reader, stdout, stderr io.Writer) int {
+	data, err := io.ReadAll(io.LimitReader(stdin, 4096))
+	if err != nil {
+		return usageError(stderr, "smtpd", fmt.Errorf("-hash-password: %w", err))
+	}
+	password, _, _ := strings.Cut(string(data), "\n")
+	password = strings.TrimSuffix(password, "\r")
+	if password == "" {
+		return usageError(stderr, "smtpd", errors.New("-hash-password: no password on standard input"))
+	}
+	hash, err := smtpd.HashPassword(password)
+	if err != nil {
+		return usageError(stderr, "smtpd", fmt.Errorf("-hash-password: %v", strings.TrimPrefix(err.Error(), "smtpd: ")))
+	}
+	fmt.Fprintln(stdout, hash)
+	return exitOK
 }

@@ -1,0 +1,390 @@
+package smtpd
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/emersion/go-sasl"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// ErrAuthFailed is what a Config.Authenticate function returns (or wraps)
+// for a user name and password that do not match.
+var ErrAuthFailed = errors.New("smtpd: authentication failed")
+
+// Errors of a SASL exchange that the session answers with their own replies.
+var (
+	errAuthCancelled = errors.New("authentication cancelled by the client")
+	errBadBase64     = errors.New("response is not base64")
+	errSASLRounds    = errors.New("too many SASL rounds")
+)
+
+// maxSASLRounds bounds the challenges of one AUTH command. PLAIN needs at
+// most one, LOGIN two; the bound is a guard against a mechanism that never
+// ends.
+const maxSASLRounds = 4
+
+// cmdAUTH authenticates the client with SASL PLAIN (RFC 4616) or LOGIN
+// (draft-murchison-sasl-login), as RFC 4954 describes.
+func (s *session) cmdAUTH(arg string) reply {
+	switch {
+	case s.srv.Config.Authenticate == nil:
+		return replyNotImplemented
+	case s.state < stateReady:
+		return replyNeedHELO
+	case !s.esmtp:
+		return replyAuthNeedsEHLO
+	case !s.offersAUTH():
+		// RFC 4954 §4 and §6: only over TLS, unless told otherwise.
+		return replyEncryptionRequired
+	case s.authUser != "":
+		return replyAlreadyAuthenticated // RFC 4954 §4
+	case s.state > stateReady:
+		return replyAuthInTransaction // RFC 4954 §4
+	}
+	mech, ir, err := parseAuthArg(arg)
+	switch {
+	case errors.Is(err, errBadBase64):
+		return replyBadBase64
+	case err != nil:
+		return replySyntaxAUTH
+	}
+	var (
+		user       string
+		backendErr error
+	)
+	check := func(name, password string) error {
+		ctx, cancel := context.WithTimeout(s.srv.ctx, s.srv.set.commandTimeout)
+		defer cancel()
+		err := s.srv.Config.Authenticate(ctx, name, password)
+		switch {
+		case err == nil:
+			user = name
+		case !errors.Is(err, ErrAuthFailed):
+			backendErr = err
+		}
+		return err
+	}
+	server := newSASLServer(mech, check)
+	if server == nil {
+		return replyUnknownMechanism
+	}
+	var connErr error // the connection failed during the exchange
+	err = saslExchange(server, ir, func(challenge []byte) (string, error) {
+		line, err := s.authChallenge(challenge)
+		if err != nil && !errors.Is(err, errLineTooLong) {
+			connErr = err
+		}
+		return line, err
+	})
+	switch {
+	case err == nil && user != "":
+		s.authUser = user
+		s.srv.trace.event(s.id, "authenticated as %s", visible(user))
+		return replyAuthOK
+	case errors.Is(err, errAuthCancelled):
+		return replyAuthCancelled
+	case errors.Is(err, errBadBase64):
+		return replyBadBase64
+	case errors.Is(err, errLineTooLong):
+		return replyLineTooLong
+	case connErr != nil && isTimeout(connErr):
+		return s.timeoutReply()
+	case connErr != nil:
+		return replyHangUp
+	case backendErr != nil:
+		s.logger().Error("smtpd: authentication backend failed", "err", backendErr)
+		return replyAuthTemporary
+	}
+	return s.authFailed(mech)
+}
+
+// authChallenge sends a 334 challenge and reads the client's response line,
+// which is traced as <redacted> whatever it holds.
+func (s *session) authChallenge(challenge []byte) (string, error) {
+	// RFC 4954 §4: "334" SP base64 challenge, and no enhanced code,
+	// which would be taken for part of the challenge.
+	s.send(reply{code: 334, text: base64.StdEncoding.EncodeToString(challenge),
+		why: "the server's challenge, in base64; the client answers with one line of base64", rfc: "RFC 4954 §4"})
+	s.conn.SetReadDeadline(s.capDeadline(time.Now().Add(s.srv.set.commandTimeout)))
+	if err := s.flush(); err != nil {
+		return "", err
+	}
+	line, err := s.readLine()
+	if err == nil || errors.Is(err, errLineTooLong) {
+		s.srv.trace.client(s.id, "<redacted>")
+	}
+	return line, err
+}
+
+// authFailed counts a failed attempt and answers it, after
+// AuthFailureDelay so that guessing passwords is slow. The last allowed
+// failure closes the session. The user name is not logged: people type
+// their password into it.
+func (s *session) authFailed(mech string) reply {
+	s.authFailures++
+	s.srv.trace.event(s.id, "authentication failed (%s), %d of %d", mech, s.authFailures, s.srv.set.maxAuthFailures)
+	s.logger().Warn("smtpd: authentication failed", "mechanism", mech, "failures", s.authFailures)
+	t := time.NewTimer(s.srv.set.authFailureDelay)
+	select {
+	case <-t.C:
+	case <-s.srv.ctx.Done(): // Close
+		t.Stop()
+	}
+	if s.authFailures >= s.srv.set.maxAuthFailures {
+		return replyTooManyAuthFailures(s.srv.set.hostname)
+	}
+	return replyAuthFailed
+}
+
+// replyNeedAuth refuses MAIL under RequireAuth, saying what the client must
+// do first.
+func (s *session) replyNeedAuth() reply {
+	if !s.offersAUTH() && s.srv.set.tlsConfig != nil {
+		return replyNeedSTARTTLS
+	}
+	return replyAuthRequired
+}
+
+// parseAuthArg parses the argument of AUTH (RFC 4954 §4):
+// mechanism [SP initial-response], where an initial response of "=" is an
+// empty one. ir is nil when there is none.
+func parseAuthArg(arg string) (mech string, ir []byte, err error) {
+	mech, resp, hasIR := strings.Cut(arg, " ")
+	mech = strings.ToUpper(mech)
+	if mech == "" || strings.ContainsAny(resp, " \t") {
+		return "", nil, errSyntax
+	}
+	if !hasIR {
+		return mech, nil, nil
+	}
+	if resp == "*" {
+		// "*" cancels a response to a challenge, not the command.
+		return "", nil, errSyntax
+	}
+	ir, err = decodeSASL(resp)
+	return mech, ir, err
+}
+
+// decodeSASL decodes one client response: base64, or "=" for an empty
+// response. The result is never nil, so that go-sasl does not take it for
+// "no initial response".
+func decodeSASL(resp string) ([]byte, error) {
+	if resp == "=" {
+		return []byte{}, nil
+	}
+	// encoding/base64 skips CR and LF even in Strict mode; a bare CR can
+	// be inside a line, and a response must be canonical base64.
+	if strings.ContainsAny(resp, "\r\n") {
+		return nil, errBadBase64
+	}
+	b, err := base64.StdEncoding.Strict().DecodeString(resp)
+	if err != nil || len(b) == 0 {
+		// An empty string is not a valid response either: "=" is.
+		return nil, errBadBase64
+	}
+	return b, nil
+}
+
+// saslExchange runs the SASL exchange of one AUTH command with server: it
+// starts with the initial response ir (nil for none) and, for each
+// challenge, calls respond for the client's response line. It returns nil
+// when the server is done and satisfied, errAuthCancelled when the client
+// sent "*", errBadBase64, respond's error, or the mechanism's error (which
+// wraps ErrAuthFailed when the authenticator said no).
+func saslExchange(server sasl.Server, ir []byte, respond func(challenge []byte) (string, error)) error {
+	resp := ir
+	for range maxSASLRounds {
+		challenge, done, err := server.Next(resp)
+		if err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+		line, err := respond(challenge)
+		if err != nil {
+			return err
+		}
+		if line == "*" {
+			return errAuthCancelled // RFC 4954 §4
+		}
+		if resp, err = decodeSASL(line); err != nil {
+			return err
+		}
+	}
+	return errSASLRounds
+}
+
+// newSASLServer returns the server side of mechanism mech, checking
+// credentials with check; nil for a mechanism the server does not offer.
+// (go-sasl dropped its LOGIN server; loginServer replaces it.)
+func newSASLServer(mech string, check func(user, password string) error) sasl.Server {
+	switch mech {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(identity, user, password string) error {
+			// RFC 4616 §2: an authorization identity other than the
+			// user's own would mean acting for someone else, which this
+			// server never allows.
+			if identity != "" && identity != user {
+				return ErrAuthFailed
+			}
+			return check(user, password)
+		})
+	case sasl.Login:
+		return &loginServer{check: check}
+	}
+	return nil
+}
+
+// loginServer is the server side of the LOGIN mechanism
+// (draft-murchison-sasl-login-00): it asks for "Username:", then
+// "Password:". An initial response is the user name.
+type loginServer struct {
+	step  int // 0: start, 1: user name asked, 2: password asked, 3: done
+	user  string
+	check func(user, password string) error
+}
+
+func (a *loginServer) Next(resp []byte) (challenge []byte, done bool, err error) {
+	switch a.step {
+	case 0:
+		if resp == nil {
+			a.step = 1
+			return []byte("Username:"), false, nil
+		}
+		a.user, a.step = string(resp), 2
+		return []byte("Password:"), false, nil
+	case 1:
+		a.user, a.step = string(resp), 2
+		return []byte("Password:"), false, nil
+	case 2:
+		a.step = 3
+		return nil, true, a.check(a.user, string(resp))
+	}
+	return nil, false, sasl.ErrUnexpectedClientResponse
+}
+
+// redactCommand returns a command line as it may be traced: an AUTH line
+// keeps its verb and mechanism, and the initial response, which holds
+// credentials, becomes <redacted>.
+func redactCommand(line string) string {
+	i := strings.IndexAny(line, " \t")
+	if i < 0 || !strings.EqualFold(line[:i], "AUTH") {
+		return line
+	}
+	rest := strings.TrimLeft(line[i:], " \t")
+	mech, resp := rest, ""
+	if j := strings.IndexAny(rest, " \t"); j >= 0 {
+		mech, resp = rest[:j], strings.TrimLeft(rest[j:], " \t")
+	}
+	switch {
+	case !isMechanismName(mech):
+		return line[:i] + " <redacted>" // maybe credentials in the wrong place
+	case resp == "":
+		return line // no initial response
+	}
+	return line[:i] + " " + mech + " <redacted>"
+}
+
+// isMechanismName reports whether s looks like a SASL mechanism name
+// (RFC 4422 §3.1: up to 20 upper-case letters, digits, '-' and '_'; any
+// case is taken here).
+func isMechanismName(s string) bool {
+	if s == "" || len(s) > 20 {
+		return false
+	}
+	for _, c := range s {
+		switch {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Users is a set of user names and bcrypt password hashes for SMTP AUTH;
+// its Authenticate method fits Config.Authenticate. The smtpd command reads
+// it from the file given with -users.
+type Users map[string][]byte
+
+// dummyHash is compared against when a user does not exist, so that an
+// unknown user takes as long to refuse as a wrong password.
+const dummyHash = "$2a$10$RBbRMKvRoI/zJJ/g6eX53O0xmDZs7c6yvjMFQPOcvz/SyQK.R4GVm"
+
+// Authenticate checks user and password; it returns ErrAuthFailed when they
+// do not match.
+func (u Users) Authenticate(ctx context.Context, user, password string) error {
+	hash, ok := u[user]
+	if !ok {
+		bcrypt.CompareHashAndPassword([]byte(dummyHash), []byte(password))
+		return ErrAuthFailed
+	}
+	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil {
+		return ErrAuthFailed
+	}
+	return nil
+}
+
+// ParseUsers reads a users file: one "user:bcrypt-hash" per line, as
+// HashPassword (or htpasswd -B) makes them. Blank lines and lines starting
+// with '#' are ignored. A user name is valid UTF-8 without spaces, control
+// characters or ':'. An error names the first bad line.
+func ParseUsers(r io.Reader) (Users, error) {
+	users := make(Users)
+	sc := bufio.NewScanner(r)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		user, hash, ok := strings.Cut(line, ":")
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("line %d: want user:bcrypt-hash", n)
+		case !validUserName(user):
+			return nil, fmt.Errorf("line %d: bad user name %q", n, user)
+		case users[user] != nil:
+			return nil, fmt.Errorf("line %d: user %q listed twice", n, user)
+		}
+		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
+			return nil, fmt.Errorf("line %d: user %q: not a bcrypt hash", n, user)
+		}
+		users[user] = []byte(hash)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	return users, nil
+}
+
+func validUserName(user string) bool {
+	if user == "" || !utf8.ValidString(user) {
+		return false
+	}
+	for _, r := range user {
+		if r <= ' ' || r == 0x7f || r == ':' || (r >= 0x80 && r < 0xa0) {
+			return false
+		}
+	}
+	return true
+}
+
+// HashPassword returns the bcrypt hash of password, as a users file line
+// wants it. bcrypt uses at most 72 bytes; a longer password is refused
+// rather than silently cut.
+func HashPassword(password string) (string, error) {
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	if err != nil {
+		return "", fmt.Errorf("smtpd: %w", err)
+	}
+	return string(h), nil
+}

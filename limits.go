@@ -1,0 +1,162 @@
+package smtpd
+
+import (
+	"net"
+	"net/netip"
+	"syscall"
+	"time"
+)
+
+// admit runs what comes before the greeting, in the session's goroutine so
+// that no client can stall the accept loop: the PROXY header from a trusted
+// proxy, the per-address limit, the implicit TLS handshake and the early
+// talker check. When the client is not admitted it returns the reply to
+// send before closing (none when nothing sensible can be said) and false.
+func (s *session) admit() (reply, bool) {
+	if s.fromTrustedProxy() {
+		if err := s.readProxy(); err != nil {
+			s.srv.trace.event(s.id, "bad PROXY header: %v", traceReason(err))
+			s.logger().Warn("smtpd: bad PROXY header from a trusted proxy", "err", err)
+			return replyHangUp, false
+		}
+	}
+	if !s.claimIP() {
+		s.srv.trace.event(s.id, "refused: over %d sessions from %s", s.srv.set.maxConnsPerIP, remoteIP(s.remote))
+		if s.implicitTLS {
+			return replyHangUp, false // see Server.refuse
+		}
+		return replyTooManyFromIP(s.srv.set.hostname), false
+	}
+	if s.implicitTLS {
+		if err := s.handshake(); err != nil {
+			return replyHangUp, false
+		}
+	}
+	early, err := s.earlyTalker()
+	switch {
+	case err != nil:
+		s.srv.trace.event(s.id, "disconnected before the greeting: %v", traceReason(err))
+		return replyHangUp, false
+	case early:
+		s.srv.trace.event(s.id, "refused: the client spoke before the greeting")
+		return replyEarlyTalker(s.srv.set.hostname), false
+	}
+	return reply{}, true
+}
+
+// earlyTalker reports whether the client sent something before the
+// greeting. RFC 5321 §4.3.1 has the client wait for the 220 greeting, and
+// PIPELINING (RFC 2920 §3.1) only lets it batch commands once EHLO has
+// shown the extension, so a legitimate client is silent here; spam software
+// that blasts its commands without listening is not. With GreetDelay the
+// server waits that long for the client to give itself away. Without it,
+// it only looks at what has already arrived, which costs nothing.
+func (s *session) earlyTalker() (bool, error) {
+	if s.br.Buffered() > 0 {
+		return true, nil // e.g. commands right behind a PROXY header
+	}
+	if s.srv.set.greetDelay == 0 {
+		return s.tlsConn == nil && pendingInput(s.conn), nil
+	}
+	s.conn.SetReadDeadline(s.capDeadline(time.Now().Add(s.srv.set.greetDelay)))
+	_, err := s.br.Peek(1)
+	switch {
+	case err == nil:
+		return true, nil
+	case isTimeout(err):
+		return false, nil // silent, as it should be
+	}
+	return false, err
+}
+
+// pendingInput reports whether a plain socket has input waiting, without
+// waiting or reading it (MSG_PEEK|MSG_DONTWAIT). It is false for
+// connections that are not sockets.
+func pendingInput(conn net.Conn) bool {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	pending := false
+	rc.Read(func(fd uintptr) bool {
+		pending = peekSocket(fd)
+		return true // never wait
+	})
+	return pending
+}
+
+// capDeadline returns t, or the end of the session if that comes first:
+// every read and handshake of a session is bounded by SessionTimeout, so a
+// client trickling data just fast enough to beat the per-read timeouts is
+// still stopped.
+func (s *session) capDeadline(t time.Time) time.Time {
+	if t.After(s.deadline) {
+		return s.deadline
+	}
+	return t
+}
+
+// timeoutReply is the reply to a read that timed out: the server is
+// shutting down, the session is over its time, or the client was idle.
+func (s *session) timeoutReply() reply {
+	host := s.srv.set.hostname
+	switch {
+	case s.srv.shuttingDown():
+		return replyShuttingDown(host)
+	case !time.Now().Before(s.deadline):
+		return replySessionTimeout(host)
+	}
+	return replyIdleTimeout(host)
+}
+
+// claimIP counts the session against MaxConnsPerIP and reports whether it
+// is within the limit. Addresses that are not IP (a net.Pipe in tests, a
+// Unix socket) are not limited.
+func (s *session) claimIP() bool {
+	ip := remoteIP(s.remote)
+	if !ip.IsValid() {
+		return true
+	}
+	srv := s.srv
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.perIP[ip] >= srv.set.maxConnsPerIP {
+		return false
+	}
+	srv.perIP[ip]++
+	s.ip = ip
+	return true
+}
+
+// releaseIP gives back what claimIP counted; an invalid ip is ignored.
+func (srv *Server) releaseIP(ip netip.Addr) {
+	if !ip.IsValid() {
+		return
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.perIP[ip]--; srv.perIP[ip] <= 0 {
+		delete(srv.perIP, ip)
+	}
+}
+
+// remoteIP returns the IP address of a (TCP) remote address, IPv4-mapped
+// IPv6 addresses unmapped, or the invalid Addr.
+func remoteIP(a net.Addr) netip.Addr {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	case nil:
+		return netip.Addr{}
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
