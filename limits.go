@@ -105,6 +105,8 @@ func (s *session) capDeadline(t time.Time) time.Time {
 func (s *session) timeoutReply() reply {
 	host := s.srv.set.hostname
 	switch {
+	case s.srv.closing.Load():
+		return replyHangUp // Close drops connections without a goodbye
 	case s.srv.shuttingDown():
 		return replyShuttingDown(host)
 	case !time.Now().Before(s.deadline):

@@ -143,8 +143,10 @@ func (s *session) serve() {
 		// Shutdown lets a transaction finish; between transactions the
 		// session says goodbye.
 		if s.srv.shuttingDown() && s.state < stateMail {
-			s.send(replyShuttingDown(s.srv.set.hostname))
-			s.flush()
+			if !s.srv.closing.Load() {
+				s.send(replyShuttingDown(s.srv.set.hostname))
+				s.flush()
+			}
 			return
 		}
 	}

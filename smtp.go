@@ -247,6 +247,7 @@ type Server struct {
 
 	started       time.Time
 	inShutdown    atomic.Bool
+	closing       atomic.Bool  // Close was called: sessions end without a word
 	verbose       atomic.Bool  // the run-time trace switch
 	maxSize       atomic.Int64 // the run-time size limit
 	filterOn      atomic.Bool  // the run-time content filter switch
@@ -664,6 +665,7 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 // being received are lost (their clients got no 250). A second Close returns
 // ErrServerClosed.
 func (srv *Server) Close() error {
+	srv.closing.Store(true) // before inShutdown: no session may say goodbye now
 	srv.inShutdown.Store(true)
 	srv.preventInit()
 	srv.mu.Lock()
