@@ -154,3 +154,39 @@ func ExampleMetricsClient() {
 	// <nil>
 	// verbose: true <nil>
 }
+
+// A fault plan makes the server answer what a test needs: here the first
+// try is greylisted, as real servers do, and bounce@ addresses do not
+// exist. The code under test should retry the first and give up on the
+// second.
+func ExampleFaultPlan() {
+	plan, err := smtpd.ParseFaultPlan(strings.NewReader(`
+mail first=1 reply 451 4.7.1 Greylisted, try again later
+rcpt match=bounce@* reply 550 5.1.1 No such user here
+`))
+	if err != nil {
+		log.Fatal(err)
+	}
+	dir, _ := os.MkdirTemp("", "smtpd-example")
+	defer os.RemoveAll(dir)
+	srv, _ := smtpd.NewServer(smtpd.Config{DataDir: dir, Faults: plan, Logger: slog.New(slog.DiscardHandler)})
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	go srv.Serve(l)
+	defer srv.Close()
+
+	send := func(to string) string {
+		err := smtp.SendMail(l.Addr().String(), nil, "app@example.net", []string{to}, []byte("Subject: hi\r\n\r\nhi\r\n"))
+		var reply *textproto.Error
+		if errors.As(err, &reply) {
+			return fmt.Sprint(reply.Code, " ", reply.Msg)
+		}
+		return fmt.Sprint(err)
+	}
+	fmt.Println(send("alice@example.org"))
+	fmt.Println(send("alice@example.org"))
+	fmt.Println(send("bounce@example.org"))
+	// Output:
+	// 451 4.7.1 Greylisted, try again later
+	// <nil>
+	// 550 5.1.1 No such user here
+}

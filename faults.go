@@ -401,3 +401,52 @@ func (srv *Server) SetFaults(p *FaultPlan) error {
 	srv.faults.Store(f)
 	return nil
 }
+
+// fault asks the fault plan whether a rule acts at point p on an occurrence
+// with these subjects (see FaultRule.Match). If one does, it waits out the
+// rule's delay and returns the reply to send instead of the server's own
+// (replyHangUp to drop the connection) and true. A rule with only a delay
+// returns false once it has waited: the server goes on as usual.
+func (s *session) fault(p FaultPoint, subjects ...string) (reply, bool) {
+	f := s.srv.faults.Load()
+	if f == nil {
+		return reply{}, false
+	}
+	if s.faultPlan != f { // a new plan: per-session counts start afresh
+		s.faultPlan, s.faultCounts = f, make(map[int]int)
+	}
+	a, ok := f.act(p, subjects, s.faultCounts, time.Now())
+	if !ok {
+		return reply{}, false
+	}
+	switch {
+	case a.drop:
+		s.event("fault rule %d (%s): drop the connection", a.rule+1, p)
+	case a.reply.code != 0:
+		s.event("fault rule %d (%s): answer %q", a.rule+1, p, a.reply.String())
+	default:
+		s.event("fault rule %d (%s): wait %v", a.rule+1, p, a.delay)
+	}
+	if a.delay > 0 {
+		select {
+		case <-time.After(a.delay):
+		case <-s.srv.ctx.Done():
+		}
+	}
+	switch {
+	case a.drop:
+		return replyHangUp, true
+	case a.reply.code != 0:
+		return a.reply, true
+	}
+	return reply{}, false
+}
+
+// recipients returns the transaction's recipients, as fault subjects.
+func (s *session) recipients() []string {
+	rcpts := make([]string, len(s.rcpts))
+	for i, to := range s.rcpts {
+		rcpts[i] = to.raw
+	}
+	return rcpts
+}

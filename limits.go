@@ -15,13 +15,13 @@ import (
 func (s *session) admit() (reply, bool) {
 	if s.fromTrustedProxy() {
 		if err := s.readProxy(); err != nil {
-			s.srv.trace.event(s.id, "bad PROXY header: %v", traceReason(err))
+			s.event("bad PROXY header: %v", traceReason(err))
 			s.logger().Warn("smtpd: bad PROXY header from a trusted proxy", "err", err)
 			return replyHangUp, false
 		}
 	}
 	if !s.claimIP() {
-		s.srv.trace.event(s.id, "refused: over %d sessions from %s", s.srv.set.maxConnsPerIP, remoteIP(s.remote))
+		s.event("refused: over %d sessions from %s", s.srv.set.maxConnsPerIP, remoteIP(s.remote))
 		if s.implicitTLS {
 			return replyHangUp, false // see Server.refuse
 		}
@@ -35,10 +35,10 @@ func (s *session) admit() (reply, bool) {
 	early, err := s.earlyTalker()
 	switch {
 	case err != nil:
-		s.srv.trace.event(s.id, "disconnected before the greeting: %v", traceReason(err))
+		s.event("disconnected before the greeting: %v", traceReason(err))
 		return replyHangUp, false
 	case early:
-		s.srv.trace.event(s.id, "refused: the client spoke before the greeting")
+		s.event("refused: the client spoke before the greeting")
 		return replyEarlyTalker(s.srv.set.hostname), false
 	}
 	return reply{}, true

@@ -40,6 +40,9 @@ type Message struct {
 	// AuthUser is the user the client authenticated as with AUTH; "" when
 	// it did not.
 	AuthUser string
+	// AuthPassword is the password the client gave with AUTH, recorded
+	// in Config.TestMode only, for tests of clients that authenticate.
+	AuthPassword string
 	// Size is the size of the message data in octets, in its wire form.
 	Size int64
 	// Time is when the server accepted the message.
@@ -47,10 +50,34 @@ type Message struct {
 	// Paths are the files the message was stored as, one per recipient
 	// mailbox (RFC 5321 recipients that map to the same mailbox share one).
 	Paths []string
+	// Transcript is the dialogue of the session that sent the message, from
+	// its start to the end of the message data: every line both ways and
+	// the session's events (TLS, AUTH), with their times. Secrets are
+	// redacted as in the trace, and the message data is one line of its
+	// size (Data has it). Like Data, it is only kept for Config.Delivered.
+	Transcript []TranscriptLine
 	// Data is the message as the client sent it: the wire form, with CRLF
 	// line endings and dot-stuffing undone, without the headers the server
 	// adds. It is only kept for Config.Delivered; elsewhere it is nil.
 	Data []byte
+}
+
+// TranscriptLine is one line of a session's dialogue.
+type TranscriptLine struct {
+	Time time.Time
+	// Kind is 'C' for a line the client sent, 'S' for a reply line the
+	// server sent, '*' for an event (connection, TLS, AUTH, a fault rule).
+	Kind byte
+	Text string
+}
+
+// String returns the line as the trace shows it: "C: EHLO x", "S: 250 Ok",
+// "* connected from …".
+func (l TranscriptLine) String() string {
+	if l.Kind == '*' {
+		return "* " + l.Text
+	}
+	return string(l.Kind) + ": " + l.Text
 }
 
 // receivedProtocol is the "with" clause of the Received header: RFC 5321

@@ -99,8 +99,9 @@ type mailParams struct {
 
 // parseMail parses the argument of MAIL: "FROM:" reverse-path [SP params].
 // A space after the colon is accepted, as real servers do. Parameters are
-// only allowed after EHLO (RFC 5321 §4.1.1.11).
-func parseMail(arg string, esmtp bool) (from address, null bool, params mailParams, err error) {
+// only allowed after EHLO (RFC 5321 §4.1.1.11); lenient ignores those the
+// server does not know (Config.TestMode).
+func parseMail(arg string, esmtp, lenient bool) (from address, null bool, params mailParams, err error) {
 	rest, ok := cutPrefixFold(arg, "FROM:")
 	if !ok {
 		return address{}, false, params, errSyntax
@@ -116,14 +117,15 @@ func parseMail(arg string, esmtp bool) (from address, null bool, params mailPara
 	if err != nil {
 		return address{}, false, params, err
 	}
-	params, err = parseMailParams(words, esmtp)
+	params, err = parseMailParams(words, esmtp, lenient)
 	return from, null, params, err
 }
 
 // parseRcpt parses the argument of RCPT: "TO:" forward-path [SP params].
-// No RCPT parameter is supported (the server offers no DSN), and the special
-// recipient <postmaster> without a domain is accepted (RFC 5321 §4.1.1.3).
-func parseRcpt(arg string) (to address, err error) {
+// No RCPT parameter is supported (the server offers no DSN) unless lenient,
+// which ignores them, and the special recipient <postmaster> without a
+// domain is accepted (RFC 5321 §4.1.1.3).
+func parseRcpt(arg string, lenient bool) (to address, err error) {
 	rest, ok := cutPrefixFold(arg, "TO:")
 	if !ok {
 		return address{}, errSyntax
@@ -142,20 +144,20 @@ func parseRcpt(arg string) (to address, err error) {
 	if err != nil {
 		return address{}, err
 	}
-	if len(words) > 0 {
+	if len(words) > 0 && !lenient {
 		return address{}, errUnknownParam
 	}
 	return to, nil
 }
 
 // parseMailParams interprets the esmtp-params of MAIL FROM.
-func parseMailParams(words []string, esmtp bool) (mailParams, error) {
+func parseMailParams(words []string, esmtp, lenient bool) (mailParams, error) {
 	var mp mailParams
 	seen := make(map[string]bool, len(words))
 	for _, w := range words {
 		key, value, hasValue := strings.Cut(w, "=")
 		key = strings.ToUpper(key)
-		if !esmtp || !isKeyword(key) {
+		if !isKeyword(key) || !esmtp && !lenient {
 			return mp, errUnknownParam
 		}
 		if seen[key] {
@@ -183,7 +185,9 @@ func parseMailParams(words []string, esmtp bool) (mailParams, error) {
 			}
 			mp.smtputf8 = true
 		default:
-			return mp, errUnknownParam
+			if !lenient {
+				return mp, errUnknownParam
+			}
 		}
 	}
 	return mp, nil

@@ -232,7 +232,7 @@ func TestParseMail(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			from, null, params, err := parseMail(tc.arg, tc.esmtp)
+			from, null, params, err := parseMail(tc.arg, tc.esmtp, false)
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("parseMail(%q, %v) error = %v, want %v", tc.arg, tc.esmtp, err, tc.wantErr)
 			}
@@ -295,7 +295,7 @@ func TestParseRcpt(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			to, err := parseRcpt(tc.arg)
+			to, err := parseRcpt(tc.arg, false)
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("parseRcpt(%q) error = %v, want %v", tc.arg, err, tc.wantErr)
 			}
@@ -323,7 +323,7 @@ func TestAddressASCII(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a, err := parseRcpt(tc.arg)
+			a, err := parseRcpt(tc.arg, false)
 			if err != nil {
 				t.Fatalf("parseRcpt(%q): %v", tc.arg, err)
 			}
@@ -362,7 +362,7 @@ func checkAddress(t *testing.T, arg string, a address) {
 	if !strings.HasPrefix(a.raw, `"`) && a.raw != a.local+"@"+a.domain {
 		t.Fatalf("unquoted raw %q is not local %q @ domain %q", a.raw, a.local, a.domain)
 	}
-	again, err := parseRcpt("TO:<" + a.raw + ">")
+	again, err := parseRcpt("TO:<"+a.raw+">", false)
 	if err != nil {
 		t.Fatalf("raw %q from %q does not parse again: %v", a.raw, arg, err)
 	}
@@ -411,7 +411,7 @@ func FuzzParseCommand(f *testing.F) {
 		}
 
 		for _, esmtp := range []bool{false, true} {
-			from, null, params, err := parseMail(arg, esmtp)
+			from, null, params, err := parseMail(arg, esmtp, false)
 			if err != nil {
 				continue
 			}
@@ -433,7 +433,7 @@ func FuzzParseCommand(f *testing.F) {
 			}
 		}
 
-		if to, err := parseRcpt(arg); err == nil {
+		if to, err := parseRcpt(arg, false); err == nil {
 			checkAddress(t, arg, to)
 			checkMailboxName(t, to.local, mailboxName(to.local))
 		}
@@ -447,4 +447,25 @@ func isASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// TestLenientParams checks Config.TestMode's parsing: unknown parameters
+// are ignored (also after HELO), known ones still checked.
+func TestLenientParams(t *testing.T) {
+	_, _, params, err := parseMail("FROM:<a@b.c> SIZE=10 X-TRACKING=abc AUTH=<>", true, true)
+	if err != nil || params.size != 10 {
+		t.Errorf("lenient MAIL: params %+v, err %v", params, err)
+	}
+	if _, _, _, err := parseMail("FROM:<a@b.c> X-TRACKING=abc", false, true); err != nil {
+		t.Errorf("lenient MAIL after HELO: %v", err)
+	}
+	if _, _, _, err := parseMail("FROM:<a@b.c> SIZE=x", true, true); !errors.Is(err, errBadParam) {
+		t.Errorf("lenient MAIL with SIZE=x: err %v, want errBadParam", err)
+	}
+	if _, err := parseRcpt("TO:<a@b.c> NOTIFY=NEVER ORCPT=rfc822;a@b.c", true); err != nil {
+		t.Errorf("lenient RCPT: %v", err)
+	}
+	if _, err := parseRcpt("TO:<a@b.c> NOTIFY=NEVER", false); !errors.Is(err, errUnknownParam) {
+		t.Errorf("strict RCPT with NOTIFY: err %v, want errUnknownParam", err)
+	}
 }

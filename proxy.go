@@ -218,11 +218,11 @@ func (s *session) readProxy() error {
 		return err
 	}
 	if h.local {
-		s.srv.trace.event(s.id, "PROXY header without a client address; using the proxy's")
+		s.event("PROXY header without a client address; using the proxy's")
 		return nil
 	}
 	proxy := s.remote
 	s.remote = net.TCPAddrFromAddrPort(netip.AddrPortFrom(h.src.Addr().Unmap(), h.src.Port()))
-	s.srv.trace.event(s.id, "client %s, through proxy %s", s.remote, proxy)
+	s.event("client %s, through proxy %s", s.remote, proxy)
 	return nil
 }

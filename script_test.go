@@ -284,15 +284,15 @@ func cmdSMTPContinue(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// smtpd-signal TERM|INT
+// smtpd-signal TERM|INT|HUP
 //
 // Sends the signal to the server and returns at once; stop-smtpd waits for
 // the exit.
 func cmdSmtpdSignal(ts *testscript.TestScript, neg bool, args []string) {
-	sigs := map[string]syscall.Signal{"TERM": syscall.SIGTERM, "INT": syscall.SIGINT}
+	sigs := map[string]syscall.Signal{"TERM": syscall.SIGTERM, "INT": syscall.SIGINT, "HUP": syscall.SIGHUP}
 	sig, ok := sigs[strings.Join(args, " ")]
 	if neg || !ok {
-		ts.Fatalf("usage: smtpd-signal TERM|INT")
+		ts.Fatalf("usage: smtpd-signal TERM|INT|HUP")
 	}
 	st := stateOf(ts)
 	if st.server == nil {

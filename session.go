@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,6 +72,15 @@ type session struct {
 	params   mailParams
 	rcpts    []address
 
+	// The dialogue so far, kept for Message.Transcript when the server
+	// hands messages to Config.Delivered. Only appended to, so that each
+	// message can share it.
+	record     bool
+	transcript []TranscriptLine
+
+	faultPlan   *faults     // the plan faultCounts count for
+	faultCounts map[int]int // occurrences per rule of the plan, for PerSession rules
+
 	errors int         // replies counted against Config.MaxErrors
 	lfOnly bool        // the current command line ended in a bare LF
 	hinted bool        // the trace has said that SMTP wants CRLF
@@ -81,13 +92,14 @@ type session struct {
 	tlsConn      *tls.Conn            // set once TLS is on; conn stays the plain connection
 	tlsState     *tls.ConnectionState // of tlsConn
 	authUser     string               // the user AUTH accepted; "" before
+	authPassword string               // their password, kept in TestMode only
 	authFailures int                  // failed AUTH attempts (MaxAuthFailures)
 	deadline     time.Time            // end of the session (SessionTimeout)
 	ip           netip.Addr           // the client address counted in MaxConnsPerIP
 }
 
 func newSession(srv *Server, conn net.Conn, id uint64) *session {
-	s := &session{srv: srv, conn: conn, id: strconv.FormatUint(id, 10), remote: conn.RemoteAddr()}
+	s := &session{srv: srv, conn: conn, id: strconv.FormatUint(id, 10), remote: conn.RemoteAddr(), record: srv.Config.Delivered != nil}
 	s.deadline = time.Now().Add(srv.set.sessionTimeout)
 	s.acquireReader()
 	return s
@@ -109,17 +121,27 @@ func (s *session) Read(p []byte) (int, error) {
 // the server closes it.
 func (s *session) serve() {
 	defer s.end()
-	s.srv.trace.event(s.id, "connected from %s", s.remote)
+	s.event("connected from %s", s.remote)
 	if r, ok := s.admit(); !ok {
 		s.send(r)
 		s.flush()
 		return
 	}
-	s.send(replyGreeting(s.srv.set.hostname))
+	greeting := replyGreeting(s.srv.set.hostname)
+	if r, ok := s.fault(FaultConnect, remoteIP(s.remote).String()); ok {
+		// A fault's greeting; any but 2xx turns the client away.
+		greeting = r
+		greeting.close = r.close || r.code/100 != 2
+	}
+	s.send(greeting)
+	if greeting.close {
+		s.flush()
+		return
+	}
 	for {
 		r, err := s.next()
 		if err != nil {
-			s.srv.trace.event(s.id, "disconnected: %v", traceReason(err))
+			s.event("disconnected: %v", traceReason(err))
 			return
 		}
 		s.send(r)
@@ -127,7 +149,7 @@ func (s *session) serve() {
 			if r.code != 0 {
 				// Traced before the write, so that a client that
 				// reconnects at once is traced after it.
-				s.srv.trace.event(s.id, "server hangs up")
+				s.event("server hangs up")
 				s.flush()
 			}
 			return
@@ -183,10 +205,10 @@ func (s *session) next() (reply, error) {
 	case err == nil:
 		return s.handle(line), nil
 	case errors.Is(err, errLineTooLong):
-		s.srv.trace.client(s.id, "<command line over 512 octets>")
+		s.clientLine("<command line over 512 octets>")
 		return replyLineTooLong, nil
 	case errors.Is(err, errBareLF):
-		s.srv.trace.client(s.id, redactCommand(line)+"<LF>")
+		s.clientLine(redactCommand(line) + "<LF>")
 		return replyBareLF, nil
 	case isTimeout(err):
 		return s.timeoutReply(), nil
@@ -292,7 +314,7 @@ func (s *session) tracePipelined() {
 	more, _ := s.br.Peek(s.br.Buffered())
 	n := bytes.Count(more, []byte{'\n'})
 	if n > 0 {
-		s.srv.trace.event(s.id, "pipelining: this command came with %d more lines in one read (RFC 2920); their replies go back together", n)
+		s.event("pipelining: this command came with %d more lines in one read (RFC 2920); their replies go back together", n)
 	}
 }
 
@@ -301,13 +323,13 @@ func (s *session) tracePipelined() {
 func (s *session) hintCRLF() {
 	if !s.hinted {
 		s.hinted = true
-		s.srv.trace.event(s.id, "this client ends lines with a bare LF, but SMTP wants CR LF (RFC 5321 §2.3.8): accepted here; use nc -C or telnet")
+		s.event("this client ends lines with a bare LF, but SMTP wants CR LF (RFC 5321 §2.3.8): accepted here; use nc -C or telnet")
 	}
 }
 
 // handle dispatches one command line to the handler of its verb.
 func (s *session) handle(line string) reply {
-	s.srv.trace.client(s.id, redactCommand(line))
+	s.clientLine(redactCommand(line))
 	if s.lfOnly {
 		s.hintCRLF()
 	}
@@ -356,6 +378,9 @@ func (s *session) cmdHELO(arg string) reply {
 	if err != nil {
 		return replySyntaxHELO
 	}
+	if r, ok := s.fault(FaultHelo, helo); ok {
+		return r
+	}
 	s.greeted(helo, false)
 	return reply{code: 250, text: s.srv.set.hostname,
 		why: "hello: plain SMTP, no extensions (EHLO would list them)", rfc: "RFC 5321 §4.1.1.1"}
@@ -368,6 +393,9 @@ func (s *session) cmdEHLO(arg string) reply {
 	helo, err := parseHelo(arg)
 	if err != nil {
 		return replySyntaxEHLO
+	}
+	if r, ok := s.fault(FaultHelo, helo); ok {
+		return r
 	}
 	s.greeted(helo, true)
 	return reply{code: 250, text: s.srv.set.hostname + "\n" +
@@ -398,7 +426,7 @@ func (s *session) cmdMAIL(arg string) reply {
 	case s.srv.Config.RequireAuth && s.authUser == "":
 		return s.replyNeedAuth()
 	}
-	from, null, params, err := parseMail(arg, s.esmtp)
+	from, null, params, err := parseMail(arg, s.esmtp, s.srv.Config.TestMode)
 	switch {
 	case errors.Is(err, errUnknownParam):
 		return replyUnknownParameter
@@ -411,6 +439,13 @@ func (s *session) cmdMAIL(arg string) reply {
 	case params.size > s.srv.maxSize.Load():
 		// RFC 1870 §6.2: refuse at once what will not fit.
 		return replyTooBig
+	}
+	subject := from.raw
+	if null {
+		subject = "<>"
+	}
+	if r, ok := s.fault(FaultMail, subject); ok {
+		return r
 	}
 	s.from, s.nullFrom, s.params = from, null, params
 	s.state = stateMail
@@ -425,7 +460,7 @@ func (s *session) cmdRCPT(arg string) reply {
 	case s.state < stateMail:
 		return replyNeedMAIL
 	}
-	to, err := parseRcpt(arg)
+	to, err := parseRcpt(arg, s.srv.Config.TestMode)
 	switch {
 	case errors.Is(err, errUnknownParam):
 		return replyUnknownParameter
@@ -441,6 +476,9 @@ func (s *session) cmdRCPT(arg string) reply {
 		return replyTooManyRcpts
 	case !s.srv.isLocalDomain(to.domain):
 		return replyDomainNotLocal
+	}
+	if r, ok := s.fault(FaultRcpt, to.raw); ok {
+		return r
 	}
 	s.rcpts = append(s.rcpts, to)
 	s.state = stateRcpt
@@ -460,21 +498,25 @@ func (s *session) cmdDATA(arg string) reply {
 		return replyNeedRCPT
 	}
 	defer s.reset()
+	if r, ok := s.fault(FaultData, s.recipients()...); ok {
+		return r
+	}
 	return s.receive(s.newMessage())
 }
 
 // newMessage describes the transaction's message before its data arrives.
 func (s *session) newMessage() *Message {
 	m := &Message{
-		ID:         newQueueID(),
-		Helo:       s.helo,
-		ESMTP:      s.esmtp,
-		RemoteAddr: s.remote,
-		BodyType:   s.params.body,
-		SMTPUTF8:   s.params.smtputf8,
-		Time:       time.Now(),
-		TLS:        s.tlsState,
-		AuthUser:   s.authUser,
+		ID:           newQueueID(),
+		Helo:         s.helo,
+		ESMTP:        s.esmtp,
+		RemoteAddr:   s.remote,
+		BodyType:     s.params.body,
+		SMTPUTF8:     s.params.smtputf8,
+		Time:         time.Now(),
+		TLS:          s.tlsState,
+		AuthUser:     s.authUser,
+		AuthPassword: s.authPassword,
 	}
 	if !s.nullFrom {
 		m.From = s.from.raw
@@ -553,6 +595,8 @@ func (s *session) receive(m *Message) reply {
 	if traced != nil {
 		traced.end(m.Size)
 	}
+	s.note('C', fmt.Sprintf("<message data: %d octets>", m.Size))
+	s.note('C', ".")
 	if err == nil && strict != nil && strict.found {
 		d.abort()
 		s.srv.stats.rejected.Add(1)
@@ -567,6 +611,10 @@ func (s *session) receive(m *Message) reply {
 		d.abort()
 		return s.dataFailure(m, err)
 	}
+	if r, ok := s.fault(FaultDataEnd, m.To...); ok {
+		d.abort() // a fault's answer: nothing is stored
+		return r
+	}
 	if filter != nil {
 		if r, ok := s.filter(filter, m, sp, d); !ok {
 			d.abort()
@@ -580,6 +628,10 @@ func (s *session) receive(m *Message) reply {
 	}
 	if kept != nil {
 		m.Data = kept.Bytes()
+	}
+	if s.record {
+		// The transcript only grows: the message can share it.
+		m.Transcript = s.transcript[:len(s.transcript):len(s.transcript)]
 	}
 	s.srv.accepted(m)
 	return replyQueued(m.ID)
@@ -597,19 +649,19 @@ func (s *session) filter(f Filter, m *Message, sp *spool, d *delivery) (reply, b
 	var rejection *Rejection
 	switch {
 	case err == nil:
-		s.srv.trace.event(s.id, "content filter accepted the message in %v", time.Since(start).Round(time.Millisecond))
+		s.event("content filter accepted the message in %v", time.Since(start).Round(time.Millisecond))
 		return reply{}, true
 	case errors.Is(err, errFilterOutputTooLarge):
 		s.srv.stats.rejected.Add(1)
-		s.srv.trace.event(s.id, "content filter output over the size limit")
+		s.event("content filter output over the size limit")
 		return replyFilterTooBig, false
 	case errors.As(err, &rejection):
 		s.srv.stats.rejected.Add(1)
-		s.srv.trace.event(s.id, "content filter rejected the message: %s", rejection.Reason)
+		s.event("content filter rejected the message: %s", rejection.Reason)
 		return replyFilterRejected(rejection.Reason), false
 	}
 	s.srv.stats.failed.Add(1)
-	s.srv.trace.event(s.id, "content filter failed: %v", err)
+	s.event("content filter failed: %v", err)
 	s.logger().Error("smtpd: content filter failed", "queue_id", m.ID, "err", err)
 	return replyFilterFailed, false
 }
@@ -628,7 +680,7 @@ func (s *session) dataFailure(m *Message, err error) reply {
 	case isTimeout(err):
 		return s.timeoutReply()
 	}
-	s.srv.trace.event(s.id, "disconnected during message data: %v", traceReason(err))
+	s.event("disconnected during message data: %v", traceReason(err))
 	return replyHangUp
 }
 
@@ -664,6 +716,12 @@ func (s *session) send(r reply) {
 		return
 	}
 	s.srv.trace.server(s.id, r)
+	if s.record {
+		now := time.Now()
+		for _, line := range strings.Split(r.String(), "\n") {
+			s.transcript = append(s.transcript, TranscriptLine{Time: now, Kind: 'S', Text: line})
+		}
+	}
 	s.srv.stats.countReply(r.code)
 	s.out = r.appendTo(s.out)
 }
@@ -700,6 +758,30 @@ func traceReason(err error) string {
 		return "server closed the connection"
 	}
 	return err.Error()
+}
+
+// event traces, and records, something that is not a protocol line.
+func (s *session) event(format string, args ...any) {
+	if !s.record && !s.srv.trace.enabled() {
+		return
+	}
+	text := fmt.Sprintf(format, args...)
+	s.srv.trace.event(s.id, "%s", text)
+	s.note('*', text)
+}
+
+// clientLine traces, and records, a line the client sent (redacted by the
+// caller where it holds a secret).
+func (s *session) clientLine(line string) {
+	s.srv.trace.client(s.id, line)
+	s.note('C', line)
+}
+
+// note adds a line to the session's transcript when it keeps one.
+func (s *session) note(kind byte, text string) {
+	if s.record {
+		s.transcript = append(s.transcript, TranscriptLine{Time: time.Now(), Kind: kind, Text: text})
+	}
 }
 
 // logger returns the server's logger with the session's attributes.

@@ -139,6 +139,14 @@ type Config struct {
 	// session's goroutine. Users.Authenticate fits; so does any function
 	// checking a database. The password must never be logged.
 	Authenticate func(ctx context.Context, user, password string) error
+	// TestMode makes the server easy on clients under test: AUTH (PLAIN
+	// and LOGIN) is offered on every connection, TLS or not, and accepts
+	// any credentials unless Authenticate is set, and the credentials are
+	// recorded in Message.AuthUser and Message.AuthPassword; MAIL and RCPT
+	// parameters the server does not know are ignored instead of refused
+	// (real providers' clients send extra ones). Never use it for a server
+	// that others can reach.
+	TestMode bool
 	// AllowInsecureAuth offers and accepts AUTH on connections without
 	// TLS. By default AUTH is only offered after STARTTLS or on the
 	// implicit TLS port, and is refused before with 538 5.7.11
@@ -393,7 +401,7 @@ func (c *Config) settings() (settings, error) {
 		return s, errors.New("smtpd: Config.SessionTimeout must not be negative")
 	case c.GreetDelay < 0:
 		return s, errors.New("smtpd: Config.GreetDelay must not be negative")
-	case c.RequireAuth && c.Authenticate == nil:
+	case c.RequireAuth && c.Authenticate == nil && !c.TestMode:
 		return s, errors.New("smtpd: Config.RequireAuth needs Config.Authenticate")
 	case c.TLSAddr != "" && c.TLSConfig == nil:
 		return s, errors.New("smtpd: Config.TLSAddr needs Config.TLSConfig")

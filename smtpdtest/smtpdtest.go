@@ -62,8 +62,10 @@ type Server struct {
 type Option func(*options)
 
 type options struct {
-	cfg   smtpd.Config
-	trace bool
+	cfg      smtpd.Config
+	trace    bool
+	faults   *smtpd.FaultPlan
+	testMode bool
 }
 
 // Config starts the server with cfg; the other options and NewServer's
@@ -76,6 +78,20 @@ func Config(cfg smtpd.Config) Option {
 // a failing test then shows the whole dialogue.
 func Trace() Option {
 	return func(o *options) { o.trace = true }
+}
+
+// Faults starts the server with a fault plan (see smtpd.FaultPlan); the
+// test can replace it at any time with SMTP.SetFaults.
+func Faults(plan *smtpd.FaultPlan) Option {
+	return func(o *options) { o.faults = plan }
+}
+
+// AnyAuth puts the server in smtpd.Config.TestMode: AUTH is offered
+// without TLS and accepts any credentials, which each Message records
+// (AuthUser, AuthPassword), and unknown MAIL and RCPT parameters are
+// ignored.
+func AnyAuth() Option {
+	return func(o *options) { o.testMode = true }
 }
 
 // NewServer starts a server on 127.0.0.1 and a free port and closes it when
@@ -104,6 +120,10 @@ func NewServer(tb testing.TB, opts ...Option) *Server {
 	if o.trace {
 		cfg.Trace, cfg.Verbose, cfg.Explain, cfg.TraceColor = tb.Output(), true, true, smtpd.ColorNever
 	}
+	if o.faults != nil {
+		cfg.Faults = o.faults
+	}
+	cfg.TestMode = cfg.TestMode || o.testMode
 	ts := &Server{arrival: make(chan struct{}), served: make(chan error, 2), DataDir: cfg.DataDir, MaildirRoot: cfg.MaildirRoot}
 	if ts.MaildirRoot == "" {
 		ts.MaildirRoot = filepath.Join(cfg.DataDir, "Maildir")

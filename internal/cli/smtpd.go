@@ -60,6 +60,8 @@ type smtpdFlags struct {
 	dataTimeout           time.Duration
 	shutdownTimeout       time.Duration
 	metricsHTTP           string
+	faults                string
+	testMode              bool
 	filter                string
 	filterTimeout         time.Duration
 
@@ -100,6 +102,8 @@ func (f *smtpdFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", smtpd.DefaultCommandTimeout, "how long to wait for a command")
 	fs.DurationVar(&f.dataTimeout, "data-timeout", smtpd.DefaultDataTimeout, "how long to wait for each block of message data")
 	fs.StringVar(&f.metricsHTTP, "metrics-http", "", "serve Prometheus metrics at http://`ADDR`/metrics (default off)")
+	fs.StringVar(&f.faults, "faults", "", "fault plan `file` (see README: Fault plans); SIGHUP reloads it")
+	fs.BoolVar(&f.testMode, "test-mode", false, "for clients under test: AUTH offered without TLS and any credentials accepted, unknown parameters ignored")
 	fs.StringVar(&f.filter, "filter", "", "content filter `command`, run without a shell: the message on its stdin, its stdout stored")
 	fs.DurationVar(&f.filterTimeout, "filter-timeout", smtpd.DefaultFilterTimeout, "how long the content filter may run")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown waits for sessions")
@@ -250,6 +254,14 @@ func (f *smtpdFlags) config(stdout, stderr io.Writer) (smtpd.Config, error) {
 		}
 		cfg.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
 	}
+	cfg.TestMode = f.testMode
+	if f.faults != "" {
+		plan, err := readFaultPlan(f.faults)
+		if err != nil {
+			return cfg, fmt.Errorf("-faults: %w", err)
+		}
+		cfg.Faults = plan
+	}
 	if f.filter != "" {
 		args, err := splitWords(f.filter)
 		if err != nil || len(args) == 0 {
@@ -306,6 +318,9 @@ func Smtpd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if f.faults != "" {
+		go reloadFaultsOnHUP(ctx, srv, f.faults, stderr)
+	}
 	served, err := listenAndServe(ctx, srv, &f, stdout)
 	if err != nil {
 		srv.Close()
@@ -461,4 +476,43 @@ func hashPassword(stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, hash)
 	return exitOK
+}
+
+// readFaultPlan reads a fault plan file.
+func readFaultPlan(name string) (*smtpd.FaultPlan, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	plan, err := smtpd.ParseFaultPlan(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "smtpd: "))
+	}
+	return plan, nil
+}
+
+// reloadFaultsOnHUP replaces the server's fault plan with the file's content
+// at each SIGHUP, until ctx ends. A file that does not parse leaves the plan
+// in force and is reported.
+func reloadFaultsOnHUP(ctx context.Context, srv *smtpd.Server, name string, stderr io.Writer) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		plan, err := readFaultPlan(name)
+		if err == nil {
+			err = srv.SetFaults(plan)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "smtpd: -faults not reloaded: %v\n", err)
+			continue
+		}
+		fmt.Fprintf(stderr, "smtpd: fault plan reloaded from %s (%d rules)\n", name, len(plan.Rules))
+	}
 }
