@@ -39,9 +39,21 @@
 //	...
 //	err = srv.Shutdown(ctx) // finish transactions, 421 to idle sessions
 //
+// # Testing code that sends mail
+//
 // Tests should use package smtpdtest, which does the above on a free
-// loopback port with a temporary directory and lets the test wait for the
-// messages it expects.
+// loopback port with a temporary directory, closes the server with the
+// test, and waits for the messages the test expects:
+//
+//	srv := smtpdtest.NewServer(t)
+//	sendWelcomeMail(srv.Addr) // the code under test
+//	m, err := srv.WaitFor(t.Context(), smtpdtest.To("alice@example.org"))
+//
+// Each Message carries its envelope, its bytes (Data, Header, Body), the
+// files it was stored as, and the Transcript of its session. A FaultPlan
+// makes the server answer what a test needs at any point of the dialogue
+// (greylisting, bounces, rate limits, latency, dropped connections), and
+// Config.TestMode accepts any AUTH credentials and records them.
 //
 // # Storage
 //
@@ -74,4 +86,10 @@
 //
 // Config.Filter transforms each message before it is stored: a Go function
 // (FilterFunc) or a program (CommandFilter), which may also refuse it.
+//
+// # Commands
+//
+// The smtpd command runs a Server from the command line; metrics_client
+// speaks the management protocol; smtpplay replays a scripted dialogue in
+// the colors of the trace, for a lesson. Each has -h.
 package smtpd
