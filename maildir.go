@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"os"
-	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -25,7 +24,7 @@ import (
 // mailbox: <root>/<mailbox>/{tmp,new,cur}.
 //
 // Two guards keep a hostile address inside the root: mailboxName makes every
-// local part a single safe path element, and every file operation goes
+// local part a single safe path element, and every directory is opened
 // through an os.Root, which refuses any path that leaves it.
 type maildir struct {
 	root *os.Root
@@ -35,11 +34,12 @@ type maildir struct {
 	seq  atomic.Uint64 // deliveries by this process, for unique names
 
 	mu    sync.Mutex
-	ready map[string]bool // mailboxes known to exist, durably
+	boxes map[string]*mailbox // open mailboxes, by name
 }
 
-// maxReadyCache bounds the set of mailboxes remembered as existing.
-const maxReadyCache = 4096
+// maxOpenMailboxes bounds the mailboxes kept open while no delivery uses
+// them; each holds two file descriptors.
+const maxOpenMailboxes = 256
 
 func openMaildir(dir, hostname string) (*maildir, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -56,10 +56,18 @@ func openMaildir(dir, hostname string) (*maildir, error) {
 	// The Maildir specification escapes '/' and ':' in the host part of
 	// unique names.
 	host := strings.NewReplacer("/", `\057`, ":", `\072`).Replace(hostname)
-	return &maildir{root: root, dir: abs, host: host, pid: os.Getpid(), ready: make(map[string]bool)}, nil
+	return &maildir{root: root, dir: abs, host: host, pid: os.Getpid(), boxes: make(map[string]*mailbox)}, nil
 }
 
-func (md *maildir) close() error { return md.root.Close() }
+func (md *maildir) close() error {
+	md.mu.Lock()
+	for name, mb := range md.boxes {
+		delete(md.boxes, name)
+		mb.closeDirs()
+	}
+	md.mu.Unlock()
+	return md.root.Close()
+}
 
 // mailboxName maps a recipient's local part to its mailbox directory name:
 // lower-cased, with every character that could be unsafe or invisible in a
@@ -151,49 +159,122 @@ func (md *maildir) uniqueName(now time.Time) string {
 	return string(b)
 }
 
-// prepare makes sure the mailbox's tmp/, new/ and cur/ exist. When it creates
-// any of them it fsyncs the directories above, so that a message renamed
-// into new/ cannot vanish with its mailbox after a crash.
-func (md *maildir) prepare(box string) error {
+// mailbox is one Maildir below the root, with its tmp/ and new/ held open,
+// so that a delivery works relative to them (see maildir_unix.go): one
+// openat to create its file, one renameat to move it into new/, one fsync of
+// new/, instead of a walk down the tree for each step. The directories were
+// opened through the os.Root, so they are inside it, and the only names used
+// in them are the server's own unique names.
+type mailbox struct {
+	name     string
+	root     *os.Root // for systems without *at system calls
+	tmp, new *os.File
+	users    int  // deliveries using it; guarded by maildir.mu
+	dropped  bool // out of the cache: closed when its last user is done
+}
+
+// acquire returns the mailbox box, creating its tmp/, new/ and cur/ when
+// they do not exist. The caller releases it.
+func (md *maildir) acquire(box string) (*mailbox, error) {
 	md.mu.Lock()
-	ok := md.ready[box]
-	md.mu.Unlock()
-	if ok {
-		return nil
+	if mb := md.boxes[box]; mb != nil {
+		mb.users++
+		md.mu.Unlock()
+		return mb, nil
 	}
+	md.mu.Unlock()
+	mb, err := md.openMailbox(box)
+	if err != nil {
+		return nil, err
+	}
+	md.mu.Lock()
+	defer md.mu.Unlock()
+	if other := md.boxes[box]; other != nil { // another session was quicker
+		mb.closeDirs()
+		other.users++
+		return other, nil
+	}
+	if len(md.boxes) >= maxOpenMailboxes {
+		for name, unused := range md.boxes {
+			if unused.users == 0 {
+				delete(md.boxes, name)
+				unused.closeDirs()
+			}
+		}
+	}
+	mb.users = 1
+	md.boxes[box] = mb
+	return mb, nil
+}
+
+// openMailbox makes sure the mailbox's tmp/, new/ and cur/ exist and opens
+// tmp/ and new/. When it creates a directory it fsyncs the ones above, so
+// that a message renamed into new/ cannot vanish with its mailbox after a
+// crash.
+func (md *maildir) openMailbox(box string) (*mailbox, error) {
 	created := false
 	for _, dir := range []string{box, box + "/tmp", box + "/new", box + "/cur"} {
 		err := md.root.Mkdir(dir, 0o700)
 		if err == nil {
 			created = true
 		} else if !errors.Is(err, fs.ErrExist) {
-			return err
+			return nil, err
 		}
 	}
 	if created {
 		if err := md.syncDir("."); err != nil {
-			return err
+			return nil, err
 		}
 		if err := md.syncDir(box); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	md.mu.Lock()
-	if len(md.ready) >= maxReadyCache {
-		clear(md.ready)
+	mb := &mailbox{name: box, root: md.root}
+	var err error
+	if mb.tmp, err = md.root.Open(box + "/tmp"); err != nil {
+		return nil, err
 	}
-	md.ready[box] = true
-	md.mu.Unlock()
-	return nil
+	if mb.new, err = md.root.Open(box + "/new"); err != nil {
+		mb.tmp.Close()
+		return nil, err
+	}
+	return mb, nil
 }
 
-// forget drops boxes from the mailboxes known to exist.
-func (md *maildir) forget(boxes []string) {
+// hold takes one more use of mb, which the holder releases.
+func (md *maildir) hold(mb *mailbox) {
+	md.mu.Lock()
+	mb.users++
+	md.mu.Unlock()
+}
+
+// release says a delivery is done with mb.
+func (md *maildir) release(mb *mailbox) {
 	md.mu.Lock()
 	defer md.mu.Unlock()
-	for _, box := range boxes {
-		delete(md.ready, box)
+	mb.users--
+	if mb.users == 0 && mb.dropped {
+		mb.closeDirs()
 	}
+}
+
+// forget takes mb out of the cache (its directory was removed), so that the
+// next delivery opens it anew.
+func (md *maildir) forget(mb *mailbox) {
+	md.mu.Lock()
+	defer md.mu.Unlock()
+	if md.boxes[mb.name] == mb {
+		delete(md.boxes, mb.name)
+	}
+	mb.dropped = true
+	if mb.users == 0 {
+		mb.closeDirs()
+	}
+}
+
+func (mb *mailbox) closeDirs() {
+	mb.tmp.Close()
+	mb.new.Close()
 }
 
 func (md *maildir) syncDir(dir string) error {
@@ -213,8 +294,8 @@ func (md *maildir) syncDir(dir string) error {
 // visible in every mailbox's new/, or in none.
 type delivery struct {
 	md    *maildir
-	boxes []string // distinct mailbox names
-	name  string   // the unique file name, the same in every mailbox
+	boxes []*mailbox // distinct mailboxes, held until the delivery ends
+	name  string     // the unique file name, the same in every mailbox
 	file  *os.File
 	bw    *bufio.Writer
 }
@@ -228,31 +309,31 @@ var writeBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, w
 // stored as it is: the caller turns the wire form into the stored form
 // (storedWriter).
 func (md *maildir) create(boxes []string) (*delivery, error) {
-	for _, box := range boxes {
-		if err := md.prepare(box); err != nil {
-			return nil, fmt.Errorf("maildir: mailbox %q: %w", box, err)
-		}
+	d := &delivery{md: md}
+	if err := d.acquire(boxes); err != nil {
+		return nil, err
 	}
-	d := &delivery{md: md, boxes: boxes}
 	for retried := false; ; {
 		d.name = md.uniqueName(time.Now())
-		f, err := md.root.OpenFile(d.tmpPath(boxes[0]), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		f, err := d.boxes[0].createTmp(d.name, os.O_WRONLY)
 		if errors.Is(err, fs.ErrExist) {
 			continue // a clash with another process on the same host and pid
 		}
 		if errors.Is(err, fs.ErrNotExist) && !retried {
-			// Someone removed the mailbox since it was prepared:
-			// forget it and make it again, once.
+			// Someone removed the mailbox since it was opened: open
+			// it anew, once.
 			retried = true
-			md.forget(boxes)
-			for _, box := range boxes {
-				if err := md.prepare(box); err != nil {
-					return nil, fmt.Errorf("maildir: mailbox %q: %w", box, err)
-				}
+			for _, mb := range d.boxes {
+				md.forget(mb)
+			}
+			d.release()
+			if err := d.acquire(boxes); err != nil {
+				return nil, err
 			}
 			continue
 		}
 		if err != nil {
+			d.release()
 			return nil, fmt.Errorf("maildir: create in %q: %w", boxes[0], err)
 		}
 		d.file = f
@@ -263,8 +344,26 @@ func (md *maildir) create(boxes []string) (*delivery, error) {
 	return d, nil
 }
 
-func (d *delivery) tmpPath(box string) string { return path.Join(box, "tmp", d.name) }
-func (d *delivery) newPath(box string) string { return path.Join(box, "new", d.name) }
+// acquire opens the delivery's mailboxes, or none of them.
+func (d *delivery) acquire(boxes []string) error {
+	for _, name := range boxes {
+		mb, err := d.md.acquire(name)
+		if err != nil {
+			d.release()
+			return fmt.Errorf("maildir: mailbox %q: %w", name, err)
+		}
+		d.boxes = append(d.boxes, mb)
+	}
+	return nil
+}
+
+// release gives the delivery's mailboxes back.
+func (d *delivery) release() {
+	for _, mb := range d.boxes {
+		d.md.release(mb)
+	}
+	d.boxes = d.boxes[:0]
+}
 
 // Write takes the next part of the message in its stored form.
 func (d *delivery) Write(p []byte) (int, error) { return d.bw.Write(p) }
@@ -275,32 +374,33 @@ func (d *delivery) Write(p []byte) (int, error) { return d.bw.Write(p) }
 // then may the server answer 250. On any failure nothing is left in new/
 // (nor in tmp/) and an error is returned.
 func (d *delivery) commit() ([]string, error) {
+	defer d.release()
 	if err := d.finishFile(); err != nil {
 		d.removeTmp(d.boxes)
 		return nil, fmt.Errorf("maildir: write: %w", err)
 	}
-	for i, box := range d.boxes[1:] {
-		if err := d.copyTo(box); err != nil {
+	for i, mb := range d.boxes[1:] {
+		if err := d.copyTo(mb); err != nil {
 			d.removeTmp(d.boxes[:i+2])
-			return nil, fmt.Errorf("maildir: copy to %q: %w", box, err)
+			return nil, fmt.Errorf("maildir: copy to %q: %w", mb.name, err)
 		}
 	}
-	for i, box := range d.boxes {
-		if err := d.md.root.Rename(d.tmpPath(box), d.newPath(box)); err != nil {
+	for i, mb := range d.boxes {
+		if err := mb.publish(d.name); err != nil {
 			d.removeNew(d.boxes[:i])
 			d.removeTmp(d.boxes[i:])
-			return nil, fmt.Errorf("maildir: move into %q: %w", box+"/new", err)
+			return nil, fmt.Errorf("maildir: move into %q: %w", mb.name+"/new", err)
 		}
 	}
-	for _, box := range d.boxes {
-		if err := d.md.syncDir(box + "/new"); err != nil {
+	for _, mb := range d.boxes {
+		if err := mb.new.Sync(); err != nil {
 			d.removeNew(d.boxes)
-			return nil, fmt.Errorf("maildir: sync %q: %w", box+"/new", err)
+			return nil, fmt.Errorf("maildir: sync %q: %w", mb.name+"/new", err)
 		}
 	}
 	paths := make([]string, len(d.boxes))
-	for i, box := range d.boxes {
-		paths[i] = filepath.Join(d.md.dir, box, "new", d.name)
+	for i, mb := range d.boxes {
+		paths[i] = filepath.Join(d.md.dir, mb.name, "new", d.name)
 	}
 	return paths, nil
 }
@@ -326,19 +426,19 @@ func (d *delivery) releaseBuffer() {
 	}
 }
 
-// copyTo puts the message into box's tmp/: a hard link, as Dovecot does for
+// copyTo puts the message into mb's tmp/: a hard link, as Dovecot does for
 // several recipients, or a copy where links are not possible.
-func (d *delivery) copyTo(box string) error {
-	src, dst := d.tmpPath(d.boxes[0]), d.tmpPath(box)
-	if d.md.root.Link(src, dst) == nil {
+func (d *delivery) copyTo(mb *mailbox) error {
+	first := d.boxes[0]
+	if linkTmp(first, mb, d.name) == nil {
 		return nil
 	}
-	in, err := d.md.root.Open(src)
+	in, err := first.openTmp(d.name)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	out, err := d.md.root.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	out, err := mb.createTmp(d.name, os.O_WRONLY)
 	if err != nil {
 		return err
 	}
@@ -356,21 +456,24 @@ func (d *delivery) copyTo(box string) error {
 // that holds a message for a content filter to read.
 type spool struct {
 	md   *maildir
-	path string
+	box  *mailbox // held until the spool is removed
+	name string
 	file *os.File
 	bw   *bufio.Writer
 }
 
-// newSpool creates the delivery's spool file.
+// newSpool creates the delivery's spool file; it lives as long as the
+// delivery holds the mailbox.
 func (d *delivery) newSpool() (*spool, error) {
-	path := d.tmpPath(d.boxes[0]) + ",filter"
-	f, err := d.md.root.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	name := d.name + ",filter"
+	f, err := d.boxes[0].createTmp(name, os.O_RDWR)
 	if err != nil {
 		return nil, fmt.Errorf("maildir: spool: %w", err)
 	}
 	bw := writeBuffers.Get().(*bufio.Writer)
 	bw.Reset(f)
-	return &spool{md: d.md, path: path, file: f, bw: bw}, nil
+	d.md.hold(d.boxes[0])
+	return &spool{md: d.md, box: d.boxes[0], name: name, file: f, bw: bw}, nil
 }
 
 func (sp *spool) Write(p []byte) (int, error) { return sp.bw.Write(p) }
@@ -400,7 +503,8 @@ func (sp *spool) releaseBuffer() {
 func (sp *spool) remove() {
 	sp.releaseBuffer()
 	sp.file.Close()
-	sp.md.root.Remove(sp.path)
+	sp.box.removeTmp(sp.name)
+	sp.md.release(sp.box)
 }
 
 // abort gives up a delivery that will not be committed.
@@ -408,16 +512,17 @@ func (d *delivery) abort() {
 	d.releaseBuffer()
 	d.file.Close()
 	d.removeTmp(d.boxes[:1])
+	d.release()
 }
 
-func (d *delivery) removeTmp(boxes []string) {
-	for _, box := range boxes {
-		d.md.root.Remove(d.tmpPath(box))
+func (d *delivery) removeTmp(boxes []*mailbox) {
+	for _, mb := range boxes {
+		mb.removeTmp(d.name)
 	}
 }
 
-func (d *delivery) removeNew(boxes []string) {
-	for _, box := range boxes {
-		d.md.root.Remove(d.newPath(box))
+func (d *delivery) removeNew(boxes []*mailbox) {
+	for _, mb := range boxes {
+		mb.removeNew(d.name)
 	}
 }
