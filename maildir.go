@@ -27,13 +27,15 @@ import (
 // local part a single safe path element, and every directory is opened
 // through an os.Root, which refuses any path that leaves it.
 type maildir struct {
-	root *os.Root
 	dir  string // absolute path of the root, for Message.Paths
 	host string // the hostname, escaped for unique file names
 	pid  int
 	seq  atomic.Uint64 // deliveries by this process, for unique names
 
-	mu    sync.Mutex
+	mu sync.Mutex
+	// root is opened, and its directory created, at the first delivery:
+	// a server that receives nothing (most test servers) touches nothing.
+	root  *os.Root
 	boxes map[string]*mailbox // open mailboxes, by name
 }
 
@@ -41,31 +43,44 @@ type maildir struct {
 // them; each holds two file descriptors.
 const maxOpenMailboxes = 256
 
-func openMaildir(dir, hostname string) (*maildir, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
+func newMaildir(dir, hostname string) (*maildir, error) {
 	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return nil, err
-	}
-	root, err := os.OpenRoot(abs)
 	if err != nil {
 		return nil, err
 	}
 	// The Maildir specification escapes '/' and ':' in the host part of
 	// unique names.
 	host := strings.NewReplacer("/", `\057`, ":", `\072`).Replace(hostname)
-	return &maildir{root: root, dir: abs, host: host, pid: os.Getpid(), boxes: make(map[string]*mailbox)}, nil
+	return &maildir{dir: abs, host: host, pid: os.Getpid(), boxes: make(map[string]*mailbox)}, nil
+}
+
+// openRoot creates the root directory if needed and opens it, once; md.mu
+// is held.
+func (md *maildir) openRoot() error {
+	if md.root != nil {
+		return nil
+	}
+	if err := os.MkdirAll(md.dir, 0o700); err != nil {
+		return err
+	}
+	root, err := os.OpenRoot(md.dir)
+	if err != nil {
+		return err
+	}
+	md.root = root
+	return nil
 }
 
 func (md *maildir) close() error {
 	md.mu.Lock()
+	defer md.mu.Unlock()
 	for name, mb := range md.boxes {
 		delete(md.boxes, name)
 		mb.closeDirs()
 	}
-	md.mu.Unlock()
+	if md.root == nil {
+		return nil
+	}
 	return md.root.Close()
 }
 
@@ -182,7 +197,11 @@ func (md *maildir) acquire(box string) (*mailbox, error) {
 		md.mu.Unlock()
 		return mb, nil
 	}
+	err := md.openRoot()
 	md.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
 	mb, err := md.openMailbox(box)
 	if err != nil {
 		return nil, err

@@ -202,7 +202,7 @@ func FuzzMailboxName(f *testing.F) {
 func testMaildir(t *testing.T) (*maildir, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "Maildir")
-	md, err := openMaildir(dir, "mx.test")
+	md, err := newMaildir(dir, "mx.test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,7 +456,7 @@ func TestDeliveryConfined(t *testing.T) {
 }
 
 func TestUniqueName(t *testing.T) {
-	md, err := openMaildir(t.TempDir(), "host/with:colon")
+	md, err := newMaildir(t.TempDir(), "host/with:colon")
 	if err != nil {
 		t.Fatal(err)
 	}

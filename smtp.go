@@ -328,7 +328,7 @@ func (srv *Server) setup() error {
 	if err := os.MkdirAll(set.dataDir, 0o700); err != nil {
 		return fmt.Errorf("smtpd: data directory: %w", err)
 	}
-	if srv.store, err = openMaildir(set.maildirRoot, set.hostname); err != nil {
+	if srv.store, err = newMaildir(set.maildirRoot, set.hostname); err != nil {
 		return fmt.Errorf("smtpd: Maildir root: %w", err)
 	}
 	srv.access = newAccessLog(filepath.Join(set.dataDir, "access.log"))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/smtp"
 	"os"
@@ -46,8 +47,9 @@ func TestNewServer(t *testing.T) {
 		if want := filepath.Join(ts.DataDir, "Maildir"); ts.MaildirRoot != want {
 			t.Errorf("MaildirRoot = %q, want %q", ts.MaildirRoot, want)
 		}
-		if fi, err := os.Stat(ts.MaildirRoot); err != nil || !fi.IsDir() {
-			t.Errorf("MaildirRoot: %v", err)
+		// The Maildir root is made at the first delivery, not before.
+		if _, err := os.Stat(ts.MaildirRoot); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("MaildirRoot before any message: %v, want it not made yet", err)
 		}
 		c, err := client.Dial(ts.Addr)
 		if err != nil {

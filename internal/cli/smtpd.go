@@ -273,6 +273,16 @@ func (f *smtpdFlags) config(stdout, stderr io.Writer) (smtpd.Config, error) {
 		cfg.Filter = smtpd.CommandFilter{Args: args}
 		cfg.FilterTimeout = f.filterTimeout
 	}
+	// The server creates the Maildir root at its first delivery; the
+	// command makes sure now that it can, so that a bad -d or -maildir is
+	// a usage error rather than a 451 later.
+	maildirRoot := f.maildir
+	if maildirRoot == "" {
+		maildirRoot = filepath.Join(f.dataDir, "Maildir")
+	}
+	if err := os.MkdirAll(maildirRoot, 0o700); err != nil {
+		return cfg, fmt.Errorf("Maildir root: %w", err)
+	}
 	// The counters persist whether or not the management protocol is on.
 	cfg.StateFile = filepath.Join(f.dataDir, "metrics.state")
 	if f.metricsPort >= 0 {
