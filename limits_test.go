@@ -1,6 +1,7 @@
 package smtpd_test
 
 import (
+	"bufio"
 	"net"
 	"strings"
 	"sync"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/tpe-protos/smtpd"
 	"github.com/tpe-protos/smtpd/client"
+	"github.com/tpe-protos/smtpd/smtpdtest"
 )
 
 // The abuse limits, each hit by a client, and one test with many
@@ -232,4 +234,29 @@ func TestMisbehavingClients(t *testing.T) {
 		t.Errorf("stored message from %q", m.Helo)
 	}
 	wg.Wait()
+}
+
+// TestMaxConnsPerIPLoopbackExempt: with MaxConnsPerIP left at its default,
+// loopback clients (the machine's own tests and tools) are not limited; a
+// value set applies to them too (TestMaxConnsPerIP).
+func TestMaxConnsPerIPLoopbackExempt(t *testing.T) {
+	srv := smtpdtest.NewServer(t)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := range smtpd.DefaultMaxConnsPerIP + 20 {
+		c, err := net.Dial("tcp", srv.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		greeting, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil || !strings.HasPrefix(greeting, "220 ") {
+			t.Fatalf("connection %d from 127.0.0.1: %q, %v", i+1, greeting, err)
+		}
+	}
 }

@@ -165,7 +165,10 @@ type Config struct {
 
 	// MaxConnsPerIP is the most concurrent sessions from one client IP
 	// address (the real client's, behind a trusted proxy); a client over
-	// it gets 421 4.7.0 and is disconnected. 0 means 100.
+	// it gets 421 4.7.0 and is disconnected. 0 means 100 for remote
+	// clients and no limit for loopback ones: the machine's own tests,
+	// load generators and tools (Postfix likewise exempts $mynetworks). A
+	// value set here applies to every client, loopback ones too.
 	MaxConnsPerIP int
 	// SessionTimeout bounds a whole session, however busy: once it has
 	// passed, the next read ends the session with 421 4.4.2. It is what
@@ -210,6 +213,7 @@ type settings struct {
 	authFailureDelay time.Duration
 	maxAuthFailures  int
 	maxConnsPerIP    int
+	limitLoopback    bool // MaxConnsPerIP was set: loopback clients count too
 	sessionTimeout   time.Duration
 	greetDelay       time.Duration
 }
@@ -360,6 +364,7 @@ func (c *Config) settings() (settings, error) {
 		authFailureDelay: orDefault(c.AuthFailureDelay, DefaultAuthFailureDelay),
 		maxAuthFailures:  orDefault(c.MaxAuthFailures, DefaultMaxAuthFailures),
 		maxConnsPerIP:    orDefault(c.MaxConnsPerIP, DefaultMaxConnsPerIP),
+		limitLoopback:    c.MaxConnsPerIP != 0,
 		sessionTimeout:   orDefault(c.SessionTimeout, DefaultSessionTimeout),
 		greetDelay:       c.GreetDelay,
 	}
