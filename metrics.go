@@ -194,7 +194,6 @@ var (
 	errBadLength    = errors.New("bad request length")  // StatusInvalidRequestLength
 	errBadVersion   = errors.New("unsupported version") // StatusInvalidVersion
 	errBadMAC       = errors.New("bad MAC")             // StatusAuthFailed
-	errBadTimestamp = errors.New("stale timestamp")     // StatusAuthFailed
 )
 
 // parseRequest checks a datagram's length, signature, version and MAC (in

@@ -84,7 +84,7 @@ func parseStep(text string) (step, error) {
 	case "R":
 		raw, err := strconv.Unquote(arg)
 		if err != nil {
-			return step{}, fmt.Errorf("R: wants a Go-quoted string: %w", err)
+			return step{}, fmt.Errorf("an R: step wants a Go-quoted string: %w", err)
 		}
 		return step{kind: kind, data: raw}, nil
 	case "S":

@@ -62,9 +62,9 @@ func TestParseDialogueErrors(t *testing.T) {
 		{name: "no colon", src: "S: ^220\nC EHLO a\n", wantErr: "dialogue line 2: "},
 		{name: "lower case step", src: "c: EHLO a\n", wantErr: "dialogue line 1"},
 		{name: "CLOSED with text", src: "CLOSED now\n", wantErr: "dialogue line 1"},
-		{name: "R: not quoted", src: "# x\n\nR: hello\n", wantErr: "dialogue line 3: R: wants a Go-quoted string"},
-		{name: "R: unterminated", src: "R: \"abc\n", wantErr: "dialogue line 1: R: wants a Go-quoted string"},
-		{name: "R: bad escape", src: `R: "\q"` + "\n", wantErr: "dialogue line 1: R: wants a Go-quoted string"},
+		{name: "R: not quoted", src: "# x\n\nR: hello\n", wantErr: "dialogue line 3: an R: step wants a Go-quoted string"},
+		{name: "R: unterminated", src: "R: \"abc\n", wantErr: "dialogue line 1: an R: step wants a Go-quoted string"},
+		{name: "R: bad escape", src: `R: "\q"` + "\n", wantErr: "dialogue line 1: an R: step wants a Go-quoted string"},
 		{name: "S: bad regexp", src: "S: ^250 (\n", wantErr: "dialogue line 1: error parsing regexp"},
 		{name: "S: bad repetition", src: "C: a\nS: *\n", wantErr: "dialogue line 2: error parsing regexp"},
 	}

@@ -281,7 +281,7 @@ func (f *smtpdFlags) config(stdout, stderr io.Writer) (smtpd.Config, error) {
 		maildirRoot = filepath.Join(f.dataDir, "Maildir")
 	}
 	if err := os.MkdirAll(maildirRoot, 0o700); err != nil {
-		return cfg, fmt.Errorf("Maildir root: %w", err)
+		return cfg, fmt.Errorf("the Maildir root: %w", err)
 	}
 	// The counters persist whether or not the management protocol is on.
 	cfg.StateFile = filepath.Join(f.dataDir, "metrics.state")
