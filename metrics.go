@@ -190,10 +190,10 @@ func mac(key, data []byte) []byte {
 
 // Why a datagram was not accepted, before any command ran.
 var (
-	errDrop         = errors.New("datagram dropped")    // no answer at all
-	errBadLength    = errors.New("bad request length")  // StatusInvalidRequestLength
-	errBadVersion   = errors.New("unsupported version") // StatusInvalidVersion
-	errBadMAC       = errors.New("bad MAC")             // StatusAuthFailed
+	errDrop       = errors.New("datagram dropped")    // no answer at all
+	errBadLength  = errors.New("bad request length")  // StatusInvalidRequestLength
+	errBadVersion = errors.New("unsupported version") // StatusInvalidVersion
+	errBadMAC     = errors.New("bad MAC")             // StatusAuthFailed
 )
 
 // parseRequest checks a datagram's length, signature, version and MAC (in
