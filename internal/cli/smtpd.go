@@ -78,6 +78,7 @@ type smtpdFlags struct {
 	sessionTimeout           time.Duration
 	greetDelay               time.Duration
 	proxyFrom                string
+	cpuProfile, memProfile   string
 	proxyPrefixes            []netip.Prefix // parsed by check
 }
 
@@ -121,6 +122,8 @@ func (f *smtpdFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", 0, "most concurrent sessions from one client address (default 100, loopback clients exempt; a value given applies to all)")
 	fs.DurationVar(&f.sessionTimeout, "session-timeout", smtpd.DefaultSessionTimeout, "longest time a session may last")
 	fs.DurationVar(&f.greetDelay, "greet-delay", 0, "wait this long before the greeting; a client talking meanwhile gets 554")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) of the whole run to `file`")
+	fs.StringVar(&f.memProfile, "memprofile", "", "write an allocation profile (go tool pprof) to `file` at exit")
 	fs.StringVar(&f.proxyFrom, "proxy-from", "", "comma-separated `CIDRs` of trusted proxies that send a PROXY protocol header")
 }
 
@@ -326,6 +329,12 @@ func Smtpd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		// say it in the words of the command line.
 		return usageError(stderr, "smtpd", errors.New(configToFlags.Replace(strings.TrimPrefix(err.Error(), "smtpd: "))))
 	}
+	stopProfiles, err := startProfiles(f.cpuProfile, f.memProfile)
+	if err != nil {
+		srv.Close()
+		return usageError(stderr, "smtpd", err)
+	}
+	defer stopProfiles(stderr)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if f.faults != "" {
