@@ -37,6 +37,8 @@ type maildir struct {
 	// a server that receives nothing (most test servers) touches nothing.
 	root  *os.Root
 	boxes map[string]*mailbox // open mailboxes, by name
+
+	group groupCommit // batches the commits of concurrent sessions
 }
 
 // maxOpenMailboxes bounds the mailboxes kept open while no delivery uses
@@ -236,6 +238,9 @@ func (md *maildir) openMailbox(box string) (*mailbox, error) {
 		err := md.root.Mkdir(dir, 0o700)
 		if err == nil {
 			created = true
+			if dir == box {
+				md.spreadSubdirs(box)
+			}
 		} else if !errors.Is(err, fs.ErrExist) {
 			return nil, err
 		}
@@ -296,6 +301,18 @@ func (mb *mailbox) closeDirs() {
 	mb.new.Close()
 }
 
+// spreadSubdirs asks the file system to place the new mailbox's tmp/, new/
+// and cur/ away from other directories, as it does for home directories
+// (see topdir_linux.go). It is a hint: failure changes nothing.
+func (md *maildir) spreadSubdirs(box string) {
+	d, err := md.root.Open(box)
+	if err != nil {
+		return
+	}
+	markTopDir(d)
+	d.Close()
+}
+
 func (md *maildir) syncDir(dir string) error {
 	d, err := md.root.Open(dir)
 	if err != nil {
@@ -317,6 +334,11 @@ type delivery struct {
 	name  string     // the unique file name, the same in every mailbox
 	file  *os.File
 	bw    *bufio.Writer
+
+	// For the group commit: the committing session waits on wake (true:
+	// lead the next batch), and err says how the commit ended.
+	wake chan bool
+	err  error
 }
 
 // writeBufferSize is the size of the buffer between a message and its file.
@@ -388,53 +410,39 @@ func (d *delivery) release() {
 func (d *delivery) Write(p []byte) (int, error) { return d.bw.Write(p) }
 
 // commit makes the message durable in every mailbox and returns the paths of
-// the stored files. The file is fsynced in tmp/, linked into the other
-// mailboxes' tmp/, renamed into each new/, and each new/ is fsynced: only
-// then may the server answer 250. On any failure nothing is left in new/
-// (nor in tmp/) and an error is returned.
+// the stored files. The file is written out and linked into the other
+// mailboxes' tmp/; then, in a batch with the deliveries of other sessions
+// (commit.go), the data is flushed to disk, the file renamed into each new/,
+// and the directories flushed: only then may the server answer 250. On any
+// failure nothing is left in new/ (nor in tmp/) and an error is returned.
 func (d *delivery) commit() ([]string, error) {
 	defer d.release()
-	if err := d.finishFile(); err != nil {
-		d.removeTmp(d.boxes)
+	err := d.bw.Flush()
+	d.releaseBuffer()
+	if err != nil {
+		d.file.Close()
+		d.removeTmp(d.boxes[:1])
 		return nil, fmt.Errorf("maildir: write: %w", err)
 	}
 	for i, mb := range d.boxes[1:] {
 		if err := d.copyTo(mb); err != nil {
+			d.file.Close()
 			d.removeTmp(d.boxes[:i+2])
 			return nil, fmt.Errorf("maildir: copy to %q: %w", mb.name, err)
 		}
 	}
-	for i, mb := range d.boxes {
-		if err := mb.publish(d.name); err != nil {
-			d.removeNew(d.boxes[:i])
-			d.removeTmp(d.boxes[i:])
-			return nil, fmt.Errorf("maildir: move into %q: %w", mb.name+"/new", err)
-		}
-	}
-	for _, mb := range d.boxes {
-		if err := mb.new.Sync(); err != nil {
-			d.removeNew(d.boxes)
-			return nil, fmt.Errorf("maildir: sync %q: %w", mb.name+"/new", err)
-		}
+	err = d.md.group.commit(d)
+	// The data was flushed before the rename: an error from close
+	// cannot lose any of it.
+	d.file.Close()
+	if err != nil {
+		return nil, err
 	}
 	paths := make([]string, len(d.boxes))
 	for i, mb := range d.boxes {
 		paths[i] = filepath.Join(d.md.dir, mb.name, "new", d.name)
 	}
 	return paths, nil
-}
-
-// finishFile writes what is still buffered, fsyncs and closes the file.
-func (d *delivery) finishFile() error {
-	err := d.bw.Flush()
-	d.releaseBuffer()
-	if err == nil {
-		err = d.file.Sync()
-	}
-	if cerr := d.file.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 func (d *delivery) releaseBuffer() {
