@@ -5,8 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,7 +42,7 @@ func TestDurabilityAfterSIGKILL(t *testing.T) {
 	}
 	dir := t.TempDir()
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "TMPDIR=" + os.TempDir(), "NO_COLOR=1"}
-	args := []string{"-d", "data", "-hostname", "mx.test", "-M", "-1"}
+	args := []string{"-d", "data", "-hostname", "mx.test", "-M", "-1", "-metrics-http", "127.0.0.1:0"}
 	p, err := startSmtpd(dir, env, args...)
 	if err != nil {
 		t.Fatal(err)
@@ -133,6 +137,12 @@ func TestDurabilityAfterSIGKILL(t *testing.T) {
 	if p.exited() {
 		t.Errorf("smtpd exited on its own during the traffic: %v\nstderr:\n%s", p.err, p.stderr.bytes())
 	}
+	// The kill comes while group commit is at work: the messages stored
+	// so far shared their flushes to disk.
+	accepted, batches := commitFigures(t, p.httpAddr)
+	if batches == 0 || batches >= accepted {
+		t.Errorf("before the kill: %v messages stored in %v batches; want batches shared by several messages", accepted, batches)
+	}
 	killed.Store(true)
 	p.kill() // SIGKILL, and wait for the process to be gone
 	wg.Wait()
@@ -210,9 +220,9 @@ func TestDurabilityAfterSIGKILL(t *testing.T) {
 			unacked++
 		}
 	}
-	t.Logf("%d clients; %d messages sent, %d acknowledged before SIGKILL; %d files in new/ "+
+	t.Logf("%d clients; %d messages sent, %d acknowledged before SIGKILL (%.1f per commit batch); %d files in new/ "+
 		"(%d messages without 250, complete: at least once); %d partial files left in tmp/",
-		clients, len(attempted), len(acked), inNew, unacked, tmpFiles)
+		clients, len(attempted), len(acked), accepted/batches, inNew, unacked, tmpFiles)
 
 	// The restarted server serves and stops cleanly.
 	c, err := client.Dial(p2.addr)
@@ -303,4 +313,32 @@ func checkDurableFile(path string, attempted map[string][]string) (string, error
 		return "", fmt.Errorf("message %s is incomplete or altered: %d octets, want %d; first difference at octet %d", token, len(rest), len(want), i)
 	}
 	return string(token), nil
+}
+
+// commitFigures reads from the server's Prometheus endpoint the messages
+// accepted so far and the commit batches that stored them.
+func commitFigures(t *testing.T, httpAddr string) (accepted, batches float64) {
+	t.Helper()
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := func(name string) float64 {
+		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindSubmatch(body)
+		if m == nil {
+			t.Fatalf("no %s in /metrics:\n%s", name, body)
+		}
+		v, err := strconv.ParseFloat(string(m[1]), 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	return value(`smtpd_messages_total{result="accepted"}`), value("smtpd_commit_batches_total")
 }

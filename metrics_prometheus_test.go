@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -19,8 +18,6 @@ import (
 	"github.com/tpe-protos/smtpd"
 	"github.com/tpe-protos/smtpd/client"
 )
-
-var listeningHTTP = regexp.MustCompile(`(?m)^Listening on HTTP (\S+)$`)
 
 // scrape fetches http://addr/metrics and returns its samples by series,
 // "name" or `name{label="value"}`, as Prometheus's text format writes them.

@@ -21,19 +21,22 @@ type smtpdProcess struct {
 	// tlsAddr is from its "Listening on TLS" line; empty without
 	// -tls-port.
 	tlsAddr string
-	stdout  *syncBuffer
-	stderr  *syncBuffer
-	done    chan struct{} // closed when the process has exited
-	err     error         // its exit status, once done
+	// httpAddr is from its "Listening on HTTP" line (-metrics-http).
+	httpAddr string
+	stdout   *syncBuffer
+	stderr   *syncBuffer
+	done     chan struct{} // closed when the process has exited
+	err      error         // its exit status, once done
 	// signaled is set once a SIGTERM or SIGINT was sent: a second one
 	// would make smtpd stop at once instead of gracefully.
 	signaled bool
 }
 
 var (
-	listeningTCP = regexp.MustCompile(`(?m)^Listening on TCP (\S+)$`)
-	listeningUDP = regexp.MustCompile(`(?m)^Listening on UDP (\S+)$`)
-	listeningTLS = regexp.MustCompile(`(?m)^Listening on TLS (\S+)$`)
+	listeningTCP  = regexp.MustCompile(`(?m)^Listening on TCP (\S+)$`)
+	listeningUDP  = regexp.MustCompile(`(?m)^Listening on UDP (\S+)$`)
+	listeningTLS  = regexp.MustCompile(`(?m)^Listening on TLS (\S+)$`)
+	listeningHTTP = regexp.MustCompile(`(?m)^Listening on HTTP (\S+)$`)
 )
 
 // startSmtpd starts smtpd in dir on 127.0.0.1 and free TCP and UDP ports
@@ -67,6 +70,9 @@ func startSmtpd(dir string, env []string, args ...string) (*smtpdProcess, error)
 	}
 	if m := listeningTLS.FindSubmatch(out); m != nil {
 		p.tlsAddr = string(m[1])
+	}
+	if m := listeningHTTP.FindSubmatch(out); m != nil {
+		p.httpAddr = string(m[1])
 	}
 	return p, nil
 }

@@ -62,6 +62,11 @@ type Stats struct {
 	// those refused after their data was read (552), Failed those that
 	// could not be stored (451).
 	Messages, Rejected, Failed uint64
+	// CommitBatches counts the flushes to disk that made accepted
+	// messages durable: concurrent sessions' messages share one (group
+	// commit), so Messages / CommitBatches is the mean batch size. It
+	// starts at zero with each process.
+	CommitBatches uint64
 	// BareLF counts the command lines that ended in a bare LF instead of
 	// CRLF (a client such as nc without -C).
 	BareLF uint64
@@ -90,6 +95,7 @@ func (srv *Server) Stats() Stats {
 		Rejected:        c.rejected.Load(),
 		Failed:          c.failed.Load(),
 		BareLF:          c.bareLF.Load(),
+		CommitBatches:   srv.store.group.batches.Load(),
 		Commands:        make(map[string]uint64),
 		Replies:         make(map[int]uint64),
 		Uptime:          time.Since(srv.started),

@@ -23,29 +23,30 @@ type statsCollector struct {
 	srv *smtpd.Server
 
 	connections, sessions, bytes, messages *prometheus.Desc
-	bareLF                                 *prometheus.Desc
+	bareLF, commitBatches                  *prometheus.Desc
 	commands, replies                      *prometheus.Desc
 	uptime, maxSize, verbose               *prometheus.Desc
 }
 
 func newStatsCollector(srv *smtpd.Server) *statsCollector {
 	return &statsCollector{
-		srv:         srv,
-		connections: prometheus.NewDesc("smtpd_connections_total", "SMTP connections accepted, refused ones included.", nil, nil),
-		sessions:    prometheus.NewDesc("smtpd_sessions_active", "SMTP sessions open now.", nil, nil),
-		bytes:       prometheus.NewDesc("smtpd_bytes_total", "Bytes received (in) and sent (out) by SMTP sessions.", []string{"direction"}, nil),
-		messages:    prometheus.NewDesc("smtpd_messages_total", "Messages by result: accepted (250), rejected (552 after the data), failed (451, not stored).", []string{"result"}, nil),
-		bareLF:      prometheus.NewDesc("smtpd_bare_lf_lines_total", "Command lines that ended in a bare LF instead of CRLF.", nil, nil),
-		commands:    prometheus.NewDesc("smtpd_commands_total", "SMTP commands received, by verb.", []string{"verb"}, nil),
-		replies:     prometheus.NewDesc("smtpd_replies_total", "SMTP replies sent, by code.", []string{"code"}, nil),
-		uptime:      prometheus.NewDesc("smtpd_uptime_seconds", "Time since the server started.", nil, nil),
-		maxSize:     prometheus.NewDesc("smtpd_max_message_bytes", "The message size limit in force.", nil, nil),
-		verbose:     prometheus.NewDesc("smtpd_trace_enabled", "1 when the session trace is on.", nil, nil),
+		srv:           srv,
+		connections:   prometheus.NewDesc("smtpd_connections_total", "SMTP connections accepted, refused ones included.", nil, nil),
+		sessions:      prometheus.NewDesc("smtpd_sessions_active", "SMTP sessions open now.", nil, nil),
+		bytes:         prometheus.NewDesc("smtpd_bytes_total", "Bytes received (in) and sent (out) by SMTP sessions.", []string{"direction"}, nil),
+		messages:      prometheus.NewDesc("smtpd_messages_total", "Messages by result: accepted (250), rejected (552 after the data), failed (451, not stored).", []string{"result"}, nil),
+		bareLF:        prometheus.NewDesc("smtpd_bare_lf_lines_total", "Command lines that ended in a bare LF instead of CRLF.", nil, nil),
+		commitBatches: prometheus.NewDesc("smtpd_commit_batches_total", "Flushes to disk that made accepted messages durable; concurrent sessions share them.", nil, nil),
+		commands:      prometheus.NewDesc("smtpd_commands_total", "SMTP commands received, by verb.", []string{"verb"}, nil),
+		replies:       prometheus.NewDesc("smtpd_replies_total", "SMTP replies sent, by code.", []string{"code"}, nil),
+		uptime:        prometheus.NewDesc("smtpd_uptime_seconds", "Time since the server started.", nil, nil),
+		maxSize:       prometheus.NewDesc("smtpd_max_message_bytes", "The message size limit in force.", nil, nil),
+		verbose:       prometheus.NewDesc("smtpd_trace_enabled", "1 when the session trace is on.", nil, nil),
 	}
 }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.connections, c.sessions, c.bytes, c.messages, c.bareLF, c.commands, c.replies, c.uptime, c.maxSize, c.verbose} {
+	for _, d := range []*prometheus.Desc{c.connections, c.sessions, c.bytes, c.messages, c.bareLF, c.commitBatches, c.commands, c.replies, c.uptime, c.maxSize, c.verbose} {
 		ch <- d
 	}
 }
@@ -66,6 +67,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.messages, st.Rejected, "rejected")
 	counter(c.messages, st.Failed, "failed")
 	counter(c.bareLF, st.BareLF)
+	counter(c.commitBatches, st.CommitBatches)
 	for verb, n := range st.Commands {
 		counter(c.commands, n, verb)
 	}
