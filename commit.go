@@ -20,6 +20,7 @@ import (
 // next one. A lone delivery is committed at once, as before, so one client
 // waits no longer than without batching.
 //
+// The next batch's data flush may run while a batch's names are flushed.
 // On Linux a batch's flush is one syncfs(2) per file system, which writes
 // back the files of the batch in one pass and commits the journal once.
 // Elsewhere the batch's files (then its directories) are fsynced
@@ -61,8 +62,10 @@ func (g *groupCommit) commit(d *delivery) error {
 	return d.err
 }
 
-// lead commits the pending deliveries, leader included, and hands the lead
-// to the first delivery that queued meanwhile.
+// lead commits the pending deliveries, leader included. Once their data is
+// on disk it hands the lead to the first delivery that queued meanwhile, so
+// that the next batch's data flush runs while this batch's names are being
+// flushed: the two flushes of neighbouring batches overlap.
 func (g *groupCommit) lead(leader *delivery) {
 	g.mu.Lock()
 	n := min(len(g.pending), maxBatch)
@@ -74,18 +77,11 @@ func (g *groupCommit) lead(leader *delivery) {
 	if sync == nil {
 		sync = syncFiles
 	}
-	if commitBatch(batch, sync) {
+	dataSynced := syncData(batch, sync)
+	g.handOver()
+	if dataSynced && publishAll(batch, sync) {
 		g.batches.Add(1)
 	}
-
-	g.mu.Lock()
-	if len(g.pending) > 0 {
-		g.pending[0].wake <- true
-	} else {
-		g.busy = false
-		g.pending = nil // let the old array go
-	}
-	g.mu.Unlock()
 	for _, d := range batch {
 		if d != leader {
 			d.wake <- false
@@ -93,11 +89,21 @@ func (g *groupCommit) lead(leader *delivery) {
 	}
 }
 
-// commitBatch makes the batch's data durable, renames every message into
-// its mailboxes' new/, and makes the names durable. Each delivery's err
-// says how it ended; a failed delivery leaves nothing behind. It reports
-// whether any delivery succeeded.
-func commitBatch(batch []*delivery, sync func([]*os.File) error) bool {
+// handOver wakes the next leader, if any delivery is waiting.
+func (g *groupCommit) handOver() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.pending) > 0 {
+		g.pending[0].wake <- true
+		return
+	}
+	g.busy = false
+	g.pending = nil // let the old array go
+}
+
+// syncData flushes the data of the batch's files to disk. If that fails,
+// every delivery of the batch fails.
+func syncData(batch []*delivery, sync func([]*os.File) error) bool {
 	files := make([]*os.File, len(batch))
 	for i, d := range batch {
 		files[i] = d.file
@@ -108,6 +114,14 @@ func commitBatch(batch []*delivery, sync func([]*os.File) error) bool {
 		}
 		return false
 	}
+	return true
+}
+
+// publishAll renames every message of the batch into its mailboxes' new/
+// and flushes the directories. Each delivery's err says how it ended; a
+// failed delivery leaves nothing behind. It reports whether any delivery
+// succeeded.
+func publishAll(batch []*delivery, sync func([]*os.File) error) bool {
 	var published []*delivery
 	for _, d := range batch {
 		if d.publish() {
