@@ -231,9 +231,11 @@ var watchedHeaders = map[string]headerSet{
 // header section is examined for missing fields.
 const maxHeaderScan = 64 << 10
 
-// headerBufferSize is the first capacity of headerWriter's buffer: most
-// header sections fit.
-const headerBufferSize = 2 << 10
+// headerBufferSize is the first capacity of headerWriter's buffer: the
+// header section of a message written by an application (this server's
+// usual client) fits; one relayed through several MTAs grows it once or
+// twice.
+const headerBufferSize = 1 << 10
 
 // headerWriter writes a message in its stored form: the server's headers
 // first, then the message's own bytes unchanged. Which headers to add is only
