@@ -84,14 +84,12 @@ func readData(br *bufio.Reader, w io.Writer, limit int64) (int64, error) {
 			c := buf[i]
 			switch state {
 			case stateData:
-				// Fast path: copy everything up to the next CR as is.
-				j := bytes.IndexByte(buf[i:], '\r')
-				if j < 0 {
-					i = len(buf)
-					continue
+				// Fast path: pass over the bytes and whole lines
+				// that change nothing (see skipLines).
+				var atCR bool
+				if i, atCR = skipLines(buf, i); atCR {
+					state = stateCR
 				}
-				i += j + 1
-				state = stateCR
 				continue
 			case stateCR:
 				switch c {
@@ -146,5 +144,27 @@ func readData(br *bufio.Reader, w io.Writer, limit int64) (int64, error) {
 		}
 		emit(buf[run:])
 		br.Discard(len(buf))
+	}
+}
+
+// skipLines is readData's fast path inside a line: from buf[i] on it skips
+// the bytes up to the next CR, and whole lines after it as long as each CRLF
+// is followed by a byte other than '.' and CR. Such a line start changes
+// nothing (the recogniser would go from CR to line start to data again), so
+// the common message is scanned one IndexByte per line, without a step of
+// the state machine per line end. It returns the index after the CR where the
+// state machine must take over, and true; or len(buf) and false when buf
+// ends inside a line.
+func skipLines(buf []byte, i int) (int, bool) {
+	for {
+		j := bytes.IndexByte(buf[i:], '\r')
+		if j < 0 {
+			return len(buf), false
+		}
+		i += j + 1 // past the CR
+		if i+1 >= len(buf) || buf[i] != '\n' || buf[i+1] == '.' || buf[i+1] == '\r' {
+			return i, true
+		}
+		i += 2 // the LF and the first byte of an ordinary line
 	}
 }
