@@ -3,6 +3,7 @@ package smtpd
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"strings"
@@ -83,20 +84,46 @@ func BenchmarkParseCommand(b *testing.B) {
 }
 
 // benchData returns the DATA stream of a message of about size octets, in
-// its wire form: header, body lines of varied length with CRLF endings,
-// every 20th of them starting with a dot (so dot-stuffed), and the
+// its wire form with CRLF line endings, as mail usually is: up to 2 KiB, a
+// text message (lines of varied length, sentences ending in dots, every 20th
+// line starting with a dot, so dot-stuffed); beyond, a short text part and a
+// base64 attachment for the rest, as large messages are. It ends with the
 // end-of-data line.
 func benchData(size int) []byte {
+	const textSize = 2 << 10
 	var b bytes.Buffer
 	b.WriteString("Received: from client.example.net (client.example.net [192.0.2.1])\r\n" +
 		"\tby mx.example.org with ESMTP id 4f2a9c; Fri, 27 Nov 2026 14:25:11 +0000\r\n" +
 		"From: Sender Name <sender.name@example.net>\r\nTo: <user.name@example.org>\r\n" +
 		"Subject: benchmark message\r\nDate: Fri, 27 Nov 2026 14:25:11 +0000\r\n" +
-		"Message-ID: <bench.1@example.net>\r\nMIME-Version: 1.0\r\n" +
-		"Content-Type: text/plain; charset=utf-8\r\n\r\n")
-	words := strings.Fields("the quick brown fox jumps over the lazy dog while " +
-		"an SMTP server reads message data in large chunks")
-	for i := 0; b.Len() < size-5; i++ {
+		"Message-ID: <bench.1@example.net>\r\nMIME-Version: 1.0\r\n")
+	if size <= textSize {
+		b.WriteString("Content-Type: text/plain; charset=utf-8\r\n\r\n")
+		writeBenchText(&b, size-5)
+		b.WriteString(".\r\n")
+		return b.Bytes()
+	}
+	b.WriteString("Content-Type: multipart/mixed; boundary=b1\r\n\r\n" +
+		"--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n")
+	writeBenchText(&b, textSize)
+	b.WriteString("--b1\r\nContent-Type: application/octet-stream\r\n" +
+		"Content-Transfer-Encoding: base64\r\n\r\n")
+	raw := make([]byte, 57) // 76 base64 characters a line, as MIME writes them
+	for i := 0; b.Len() < size-80; i++ {
+		for j := range raw {
+			raw[j] = byte(i*31 + j*7)
+		}
+		b.WriteString(base64.StdEncoding.EncodeToString(raw) + "\r\n")
+	}
+	b.WriteString("--b1--\r\n.\r\n")
+	return b.Bytes()
+}
+
+// writeBenchText writes lines of text to b until it holds about size octets.
+func writeBenchText(b *bytes.Buffer, size int) {
+	words := strings.Fields("The quick brown fox jumps over the lazy dog. Meanwhile " +
+		"an SMTP server reads message data, e.g. this text, in large chunks.")
+	for i := 0; b.Len() < size; i++ {
 		var line strings.Builder
 		if i%20 == 0 {
 			line.WriteString("..") // a line starting with "." on the wire
@@ -107,8 +134,6 @@ func benchData(size int) []byte {
 		}
 		b.WriteString(strings.TrimSuffix(line.String(), " ") + "\r\n")
 	}
-	b.WriteString(".\r\n")
-	return b.Bytes()
 }
 
 // BenchmarkReadData measures the DATA reader (data.go) on a message read
