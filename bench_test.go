@@ -124,6 +124,9 @@ func (c *benchConn) quit() error {
 func BenchmarkTransaction(b *testing.B) {
 	addr := startBenchServer(b)
 	b.SetBytes(int64(len(benchMessage)))
+	// Allocations are the whole process's: the client's share (a
+	// connection, a bufio.Reader, the reply strings) is counted too.
+	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
 		c, err := dialBench(addr)
@@ -147,6 +150,7 @@ func BenchmarkTransaction(b *testing.B) {
 func BenchmarkConcurrent16(b *testing.B) {
 	addr := startBenchServer(b)
 	b.SetBytes(int64(len(benchMessage)))
+	b.ReportAllocs()
 	// RunParallel starts GOMAXPROCS × parallelism goroutines.
 	procs := runtime.GOMAXPROCS(0)
 	b.SetParallelism((16 + procs - 1) / procs)

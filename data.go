@@ -23,6 +23,17 @@ func (e *sinkError) Unwrap() error { return e.err }
 // turns out not to be the end of the data.
 var crOnly = []byte{'\r'}
 
+// dataState is a state of readData's end-of-data recogniser.
+type dataState int
+
+const (
+	stateBeginLine dataState = iota // at the start of a line: after CRLF, or at the very start
+	stateDot                        // a '.' began the line; dropped unless it is the end marker
+	stateDotCR                      // ".<CR>" began the line; <LF> next ends the data
+	stateData                       // inside a line
+	stateCR                         // just after a CR inside the data
+)
+
 // readData reads the message data of a DATA command from br, up to and
 // including the end-of-data line, undoes dot-stuffing (RFC 5321 §4.5.2) and
 // writes the message to w in its wire form (CRLF line endings kept). It
@@ -41,14 +52,6 @@ var crOnly = []byte{'\r'}
 // the message be read as commands. Any other error comes from br: the
 // connection is broken (EOF, timeout) and the session must end.
 func readData(br *bufio.Reader, w io.Writer, limit int64) (int64, error) {
-	// The states of the end-of-data recogniser.
-	const (
-		stateBeginLine = iota // at the start of a line: after CRLF, or at the very start
-		stateDot              // a '.' began the line; dropped unless it is the end marker
-		stateDotCR            // ".<CR>" began the line; <LF> next ends the data
-		stateData             // inside a line
-		stateCR               // just after a CR inside the data
-	)
 	var (
 		state   = stateBeginLine
 		size    int64
@@ -84,14 +87,9 @@ func readData(br *bufio.Reader, w io.Writer, limit int64) (int64, error) {
 			c := buf[i]
 			switch state {
 			case stateData:
-				// Fast path: copy everything up to the next CR as is.
-				j := bytes.IndexByte(buf[i:], '\r')
-				if j < 0 {
-					i = len(buf)
-					continue
-				}
-				i += j + 1
-				state = stateCR
+				// Fast path: pass over data in bulk (see
+				// skipData).
+				i, state = skipData(buf, i)
 				continue
 			case stateCR:
 				switch c {
@@ -146,5 +144,66 @@ func readData(br *bufio.Reader, w io.Writer, limit int64) (int64, error) {
 		}
 		emit(buf[run:])
 		br.Discard(len(buf))
+	}
+}
+
+// skipData is readData's fast path inside a line, from buf[i] on. Only a dot
+// that starts a line, after a CRLF, means anything (stuffing, or the end
+// marker); every other byte, bare CRs and LFs included, is data. So skipData
+// first looks for a dot, in bulk: a base64 attachment, most of a large
+// message, holds none, and is passed over whole. A dot inside a line means
+// text, where dots are common: from there it goes on line by line
+// (skipLines). It returns where the state machine must take over, and its
+// state there.
+//
+// In stateData the byte before buf[i] is not a CR, so a CRLF before a dot
+// lies within buf[i:].
+func skipData(buf []byte, i int) (int, dataState) {
+	j := bytes.IndexByte(buf[i:], '.')
+	if j < 0 {
+		return len(buf), endState(buf[i:])
+	}
+	dot := i + j
+	if j >= 2 && buf[dot-2] == '\r' && buf[dot-1] == '\n' {
+		return dot, stateBeginLine
+	}
+	if next, atCR := skipLines(buf, dot+1); atCR {
+		return next, stateCR
+	}
+	return len(buf), stateData
+}
+
+// endState is the state after data that was entered in stateData and holds
+// no dot: what its last bytes leave.
+func endState(data []byte) dataState {
+	n := len(data)
+	switch {
+	case n >= 2 && data[n-2] == '\r' && data[n-1] == '\n':
+		return stateBeginLine
+	case n >= 1 && data[n-1] == '\r':
+		return stateCR
+	}
+	return stateData
+}
+
+// skipLines is readData's fast path through text: from buf[i] on, in
+// stateData, it skips the bytes up to the next CR, and whole lines after it
+// as long as each CRLF is followed by a byte other than '.' and CR. Such a
+// line start changes nothing (the recogniser would go from CR to line start
+// to data again), so text is scanned one IndexByte per line, without a step
+// of the state machine per line end. It returns the index after the CR where
+// the state machine must take over, and true; or len(buf) and false when
+// buf ends inside a line.
+func skipLines(buf []byte, i int) (int, bool) {
+	for {
+		j := bytes.IndexByte(buf[i:], '\r')
+		if j < 0 {
+			return len(buf), false
+		}
+		i += j + 1 // past the CR
+		if i+1 >= len(buf) || buf[i] != '\n' || buf[i+1] == '.' || buf[i+1] == '\r' {
+			return i, true
+		}
+		i += 2 // the LF and the first byte of an ordinary line
 	}
 }

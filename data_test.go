@@ -236,6 +236,35 @@ func TestReadDataPipelined(t *testing.T) {
 	}
 }
 
+// TestReadDataBulk runs readData's fast paths (skipData, skipLines) over
+// long stretches without a dot, text with dots inside lines, stuffed lines
+// and line ends falling on every buffer boundary, against naiveReadData.
+func TestReadDataBulk(t *testing.T) {
+	b64 := strings.Repeat(strings.Repeat("QUJD", 19)+"\r\n", 200)
+	text := strings.Repeat("A sentence. Another, e.g. this one.\r\n", 100)
+	inputs := map[string]string{
+		"base64":         b64 + ".\r\n",
+		"text":           text + ".\r\n",
+		"mixed":          text + b64 + "..stuffed\r\n" + b64 + ".\r\nQUIT\r\n",
+		"stuffed":        strings.Repeat("..\r\n.x\r\nx.\r\n", 300) + ".\r\n",
+		"bare":           strings.Repeat("a\r.\rb\n.\nc\r\r\n.d\r\n", 200) + ".\r\n",
+		"dot at the end": b64 + "x.\r\n.\r\n",
+	}
+	for name, input := range inputs {
+		want, wantRest, _ := naiveReadData([]byte(input))
+		for size := 16; size <= 80; size++ {
+			br := bufio.NewReaderSize(strings.NewReader(input), size)
+			var out bytes.Buffer
+			n, err := readData(br, &out, 1<<20)
+			rest, _ := io.ReadAll(br)
+			if err != nil || n != int64(len(want)) || !bytes.Equal(out.Bytes(), want) || !bytes.Equal(rest, wantRest) {
+				t.Fatalf("%s, buffer %d: readData = %d, %v, rest %q; want %d, nil, rest %q (output equal: %v)",
+					name, size, n, err, rest, len(want), wantRest, bytes.Equal(out.Bytes(), want))
+			}
+		}
+	}
+}
+
 // naiveReadData is the reference decoder of FuzzReadData, written for
 // obviousness rather than speed: the data ends at the first "\r\n.\r\n",
 // counting the start as if it followed a "\r\n"; its lines are what lies

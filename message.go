@@ -104,25 +104,37 @@ func (m *Message) receivedProtocol() string {
 }
 
 // traceHeaders returns the Return-Path and Received header fields that start
-// every stored message (RFC 5321 §4.4), with LF line endings.
+// every stored message (RFC 5321 §4.4), with LF line endings. The fields are
+// appended piece by piece into one buffer, sized for the common case, rather
+// than built from concatenated strings: once per message, each concatenation
+// was an allocation.
 func (m *Message) traceHeaders(hostname string) []byte {
-	var b bytes.Buffer
-	b.WriteString("Return-Path: <" + m.From + ">\n")
-	b.WriteString("Received: from " + m.Helo + " (" + addressLiteral(m.RemoteAddr) + ")\n")
+	b := make([]byte, 0, 256)
+	b = appendStrings(b, "Return-Path: <", m.From, ">\n")
+	b = appendStrings(b, "Received: from ", m.Helo, " (", addressLiteral(m.RemoteAddr), ")\n")
 	if m.AuthUser != "" {
-		b.WriteString("\t(authenticated as " + headerComment(m.AuthUser) + ")\n")
+		b = appendStrings(b, "\t(authenticated as ", headerComment(m.AuthUser), ")\n")
 	}
-	b.WriteString("\tby " + hostname + " (smtpd) with " + m.receivedProtocol() + " id " + m.ID)
+	b = appendStrings(b, "\tby ", hostname, " (smtpd) with ", m.receivedProtocol(), " id ", m.ID)
 	if m.TLS != nil {
-		b.WriteString("\n\t(using " + tls.VersionName(m.TLS.Version) + " with cipher " + tls.CipherSuiteName(m.TLS.CipherSuite) + ")")
+		b = appendStrings(b, "\n\t(using ", tls.VersionName(m.TLS.Version), " with cipher ", tls.CipherSuiteName(m.TLS.CipherSuite), ")")
 	}
 	// Naming the recipient only when there is one keeps the other
 	// recipients of a message private (RFC 5321 §7.2).
 	if len(m.To) == 1 {
-		b.WriteString("\n\tfor <" + m.To[0] + ">")
+		b = appendStrings(b, "\n\tfor <", m.To[0], ">")
 	}
-	b.WriteString(";\n\t" + m.Time.Format(time.RFC1123Z) + "\n")
-	return b.Bytes()
+	b = append(b, ";\n\t"...)
+	b = m.Time.AppendFormat(b, time.RFC1123Z)
+	return append(b, '\n')
+}
+
+// appendStrings appends each of parts to b.
+func appendStrings(b []byte, parts ...string) []byte {
+	for _, s := range parts {
+		b = append(b, s...)
+	}
+	return b
 }
 
 // missingHeaders returns the header fields the message lacks among From, To,
@@ -219,6 +231,12 @@ var watchedHeaders = map[string]headerSet{
 // header section is examined for missing fields.
 const maxHeaderScan = 64 << 10
 
+// headerBufferSize is the first capacity of headerWriter's buffer: the
+// header section of a message written by an application (this server's
+// usual client) fits; one relayed through several MTAs grows it once or
+// twice.
+const headerBufferSize = 1 << 10
+
 // headerWriter writes a message in its stored form: the server's headers
 // first, then the message's own bytes unchanged. Which headers to add is only
 // known once the header section has been read, so the header section is held
@@ -242,6 +260,11 @@ type headerWriter struct {
 func (h *headerWriter) Write(p []byte) (int, error) {
 	if h.done {
 		return h.w.Write(p)
+	}
+	if h.buf == nil {
+		// Room for a usual header section at once, rather than an
+		// allocation per doubling as it grows line by line.
+		h.buf = make([]byte, 0, headerBufferSize)
 	}
 	h.buf = append(h.buf, p...)
 	for !h.done {

@@ -113,7 +113,8 @@ func parseMail(arg string, esmtp, lenient bool) (from address, null bool, params
 	} else if from, err = p.path(); err != nil {
 		return address{}, false, params, err
 	}
-	words, err := p.parameters()
+	var inline [maxInlineParams]string
+	words, err := p.parameters(inline[:0])
 	if err != nil {
 		return address{}, false, params, err
 	}
@@ -140,7 +141,8 @@ func parseRcpt(arg string, lenient bool) (to address, err error) {
 	} else if to, err = p.path(); err != nil {
 		return address{}, err
 	}
-	words, err := p.parameters()
+	var inline [maxInlineParams]string
+	words, err := p.parameters(inline[:0])
 	if err != nil {
 		return address{}, err
 	}
@@ -422,19 +424,27 @@ func (p *parser) addressLiteral() (string, error) {
 	return p.s[start:p.i], nil
 }
 
+// maxInlineParams is how many parameters parseMail and parseRcpt hold
+// without allocating: real clients send a handful at most (SIZE, BODY,
+// SMTPUTF8, AUTH, RET, ENVID); more are still taken, in a slice grown by
+// append.
+const maxInlineParams = 8
+
 // parameters parses what follows a path: nothing, or SP-separated
-// esmtp-params (RFC 5321 §4.1.2 Mail-parameters). Each is returned whole
-// ("SIZE=100"); values are checked by the caller.
-func (p *parser) parameters() ([]string, error) {
+// esmtp-params (RFC 5321 §4.1.2 Mail-parameters). Each is appended whole
+// ("SIZE=100") to words, which the caller may back by an array on its stack;
+// values are checked by the caller.
+func (p *parser) parameters(words []string) ([]string, error) {
 	rest := p.s[p.i:]
 	if rest == "" {
-		return nil, nil
+		return words, nil
 	}
 	if rest[0] != ' ' {
 		return nil, errSyntax
 	}
-	var words []string
-	for _, w := range strings.Split(rest, " ") {
+	// SplitSeq rather than Split: no slice of the pieces is built, once
+	// per MAIL and RCPT.
+	for w := range strings.SplitSeq(rest, " ") {
 		if w == "" {
 			continue // several spaces, as typed by hand
 		}

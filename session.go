@@ -589,14 +589,22 @@ func (s *session) receive(m *Message) reply {
 	if traced != nil {
 		writers = append(writers, traced)
 	}
+	// Most messages go to the store alone: MultiWriter, two allocations
+	// per message, only when there are others.
+	data := io.Writer(stored)
+	if len(writers) > 1 {
+		data = io.MultiWriter(writers...)
+	}
 	s.inData = true
-	m.Size, err = readData(s.br, io.MultiWriter(writers...), s.srv.maxSize.Load())
+	m.Size, err = readData(s.br, data, s.srv.maxSize.Load())
 	s.inData = false
 	if traced != nil {
 		traced.end(m.Size)
 	}
-	s.note('C', fmt.Sprintf("<message data: %d octets>", m.Size))
-	s.note('C', ".")
+	if s.record { // formatted, an allocation, only for a transcript
+		s.note('C', fmt.Sprintf("<message data: %d octets>", m.Size))
+		s.note('C', ".")
+	}
 	if err == nil && strict != nil && strict.found {
 		d.abort()
 		s.srv.stats.rejected.Add(1)
