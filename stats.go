@@ -95,12 +95,14 @@ func (srv *Server) Stats() Stats {
 		Rejected:        c.rejected.Load(),
 		Failed:          c.failed.Load(),
 		BareLF:          c.bareLF.Load(),
-		CommitBatches:   srv.store.group.batches.Load(),
 		Commands:        make(map[string]uint64),
 		Replies:         make(map[int]uint64),
 		Uptime:          time.Since(srv.started),
 		Verbose:         srv.verbose.Load(),
 		MaxMessageBytes: srv.maxSize.Load(),
+	}
+	if srv.store != nil { // nil in a Server not made by NewServer
+		st.CommitBatches = srv.store.group.batches.Load()
 	}
 	for i := range c.commands {
 		name := "other"
