@@ -29,3 +29,10 @@ func waitReadable(conn net.Conn) error {
 		return err != syscall.EAGAIN && err != syscall.EINTR
 	})
 }
+
+// waitable reports whether waitReadable can wait for conn: whether it is a
+// socket.
+func waitable(conn net.Conn) bool {
+	_, ok := conn.(syscall.Conn)
+	return ok
+}

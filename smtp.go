@@ -573,10 +573,7 @@ func (srv *Server) startSession(conn net.Conn, implicitTLS bool) {
 	srv.stats.sessions.Add(1)
 	srv.wg.Add(1)
 	srv.mu.Unlock()
-	go func() {
-		defer srv.wg.Done()
-		s.serve()
-	}()
+	go s.serve() // session.end calls srv.wg.Done
 }
 
 // refuse answers a connection over MaxConns with 421 and closes it. A new
