@@ -46,8 +46,9 @@ func TestIdleSessionStack(t *testing.T) {
 	if len(h.Conns) != n {
 		t.Fatalf("held %d of %d sessions: %v", len(h.Conns), n, h.FirstErr)
 	}
-	// Let the last sessions reach their wait.
-	time.Sleep(200 * time.Millisecond)
+	// Let the last sessions park: they wait 100 ms on their own
+	// goroutine first (parkAfter).
+	time.Sleep(500 * time.Millisecond)
 	perSession := (stackScanned() - before) / n
 	t.Logf("stack in use per idle session: %d bytes", perSession)
 	if perSession > 1<<10 {
@@ -65,4 +66,35 @@ func stackScanned() int64 {
 	s := []metrics.Sample{{Name: "/gc/scan/stack:bytes"}}
 	metrics.Read(s)
 	return int64(s[0].Value.Uint64())
+}
+
+// BenchmarkIdleRoundTrip times a NOOP and its reply on an idle session:
+// each one wakes the session from its wait and parks it again, the path an
+// idle session takes for every command between transactions.
+func BenchmarkIdleRoundTrip(b *testing.B) {
+	srv, err := smtpd.NewServer(smtpd.Config{
+		Hostname: "mx.test",
+		DataDir:  b.TempDir(),
+		Logger:   slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve(l)
+	b.Cleanup(func() { srv.Close() })
+	h := holdprobe.Hold(l.Addr().String(), 1, 1, 10*time.Second, time.Now().Add(10*time.Second))
+	if len(h.Conns) != 1 {
+		b.Fatal(h.FirstErr)
+	}
+	defer h.Close()
+	c := h.Conns[0]
+	for b.Loop() {
+		if err := c.Noop(); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

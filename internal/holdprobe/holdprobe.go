@@ -101,6 +101,11 @@ func (s *Conn) Alive(timeout time.Duration) bool {
 	return true
 }
 
+// Noop sends NOOP and waits for its 250.
+func (s *Conn) Noop() error {
+	return s.cmd("NOOP", "250")
+}
+
 // Close drops the session without a word.
 func (s *Conn) Close() { s.c.Close() }
 
