@@ -150,9 +150,9 @@ func (s *session) greet() bool {
 	return true
 }
 
-// converse answers commands until the session ends, or until it has to wait
-// for the client between transactions with nothing to read: then it sets
-// s.parked and returns, and exit hands the wait to a new goroutine (resume).
+// converse answers commands until the session ends, or until the client
+// has been silent for parkAfter between transactions: then it sets s.parked
+// and returns, and exit hands the wait to a new goroutine (resume).
 func (s *session) converse() {
 	for {
 		line, err := s.readCommand()
@@ -170,9 +170,9 @@ func (s *session) converse() {
 // small frames above the goroutine's start, so the goroutine keeps the
 // runtime's smallest stack (2 KiB) for as long as the client is silent,
 // however deep the commands before went: the goroutine that ran them has
-// exited and its stack is free. The runtime only shrinks a stack at GC, and
-// never below a quarter in use, so waiting on the old goroutine would keep
-// its 4 or 8 KiB for the whole idle time.
+// exited and its stack is free. The runtime shrinks a stack only at GC, by
+// half and only when less than a quarter of it is in use, so waiting on the
+// old goroutine kept its 4 KiB (or more) for the whole idle time.
 func (s *session) resume() {
 	defer s.exit()
 	err := waitReadable(s.conn)
