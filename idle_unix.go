@@ -23,9 +23,21 @@ func waitReadable(conn net.Conn) error {
 	if err != nil {
 		return nil
 	}
+	return rc.Read(readable)
+}
+
+// readable is rc.Read's callback for waitReadable: done unless the peek
+// would block. A plain function, not a closure, so that a parked session
+// holds no allocation for it.
+func readable(fd uintptr) bool {
 	var one [1]byte
-	return rc.Read(func(fd uintptr) bool {
-		_, _, err := syscall.Recvfrom(int(fd), one[:], syscall.MSG_PEEK)
-		return err != syscall.EAGAIN && err != syscall.EINTR
-	})
+	_, _, err := syscall.Recvfrom(int(fd), one[:], syscall.MSG_PEEK)
+	return err != syscall.EAGAIN && err != syscall.EINTR
+}
+
+// waitable reports whether waitReadable can wait for conn: whether it is a
+// socket.
+func waitable(conn net.Conn) bool {
+	_, ok := conn.(syscall.Conn)
+	return ok
 }

@@ -47,7 +47,11 @@ type Config struct {
 	// 100.
 	MaxRecipients int
 	// MaxConns is the most concurrent sessions; a client over the limit
-	// gets 421 4.3.2 and is disconnected. 0 means 10000.
+	// gets 421 4.3.2 and is disconnected. 0 means 10000. Each session is
+	// one open file: keep MaxConns under the process's open-file limit,
+	// with some to spare. Past that limit accept fails, and Serve backs
+	// off and retries while new clients wait, unanswered, in the listen
+	// queue. An idle session costs the server about 4.5 KiB.
 	MaxConns int
 	// MaxErrors is how many error replies (5xx) a session may get before
 	// the server answers 421 4.7.0 and closes it; 0 means 10.
@@ -573,10 +577,7 @@ func (srv *Server) startSession(conn net.Conn, implicitTLS bool) {
 	srv.stats.sessions.Add(1)
 	srv.wg.Add(1)
 	srv.mu.Unlock()
-	go func() {
-		defer srv.wg.Done()
-		s.serve()
-	}()
+	go s.serve() // session.end calls srv.wg.Done
 }
 
 // refuse answers a connection over MaxConns with 421 and closes it. A new

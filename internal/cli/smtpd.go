@@ -93,7 +93,7 @@ func (f *smtpdFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.domains, "domains", "", "comma-separated local `domains`; other recipients get 550 (default accept any)")
 	fs.Int64Var(&f.maxSize, "max-size", smtpd.DefaultMaxMessageBytes, "largest message in `bytes`, advertised as SIZE")
 	fs.IntVar(&f.maxRcpt, "max-rcpt", smtpd.DefaultMaxRecipients, "most recipients per message")
-	fs.IntVar(&f.maxConns, "max-conns", smtpd.DefaultMaxConns, "most concurrent sessions")
+	fs.IntVar(&f.maxConns, "max-conns", smtpd.DefaultMaxConns, "most concurrent sessions (the default is lowered to fit the open-file limit)")
 	fs.IntVar(&f.maxErrors, "max-errors", smtpd.DefaultMaxErrors, "error replies before a session is closed")
 	fs.BoolVar(&f.verbose, "v", false, "start with the session trace on")
 	fs.StringVar(&f.color, "color", "auto", "trace colors: auto, always or never")
@@ -319,6 +319,7 @@ func Smtpd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	if err := f.check(); err != nil {
 		return usageError(stderr, "smtpd", err)
 	}
+	f.maxConns = fitOpenFiles(stderr, f.maxConns, isSet(fs, "max-conns"), openFileLimit())
 	cfg, err := f.config(stdout, stderr)
 	if err != nil {
 		return usageError(stderr, "smtpd", err)
@@ -352,6 +353,37 @@ func Smtpd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 // configToFlags names the flags behind the Config fields in NewServer's
 // errors.
 var configToFlags = strings.NewReplacer("Config.Hostname", "-hostname", "Config.Domains", "-domains")
+
+// spareFiles is what the server needs open besides its sessions: the
+// listeners, the access log, the Maildir root, a message being stored, a
+// content filter's pipes, the runtime's own.
+const spareFiles = 64
+
+// fitOpenFiles returns the session limit to use under the open-file limit
+// (0: unknown). Each session is one descriptor; past the limit a new client
+// gets no 421 but waits in the listen queue while the accept loop backs
+// off. So the default -max-conns is lowered to fit, and a -max-conns given
+// that does not fit is kept, with a warning.
+func fitOpenFiles(stderr io.Writer, maxConns int, given bool, limit uint64) int {
+	if limit == 0 || uint64(maxConns)+spareFiles <= limit {
+		return maxConns
+	}
+	fits := int(max(spareFiles, limit) - spareFiles)
+	if !given {
+		fmt.Fprintf(stderr, "smtpd: at most %d sessions: the open-file limit is %d (see -max-conns)\n", fits, limit)
+		return fits
+	}
+	fmt.Fprintf(stderr, "smtpd: warning: -max-conns %d does not fit under the open-file limit %d with %d to spare; "+
+		"raise the limit (ulimit -n) or lower -max-conns to %d\n", maxConns, limit, spareFiles, fits)
+	return maxConns
+}
+
+// isSet reports whether the command line gave the flag name.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
 
 // listenAndServe binds the listeners the flags ask for, prints one
 // "Listening on" line for each, and serves them. Each serving goroutine

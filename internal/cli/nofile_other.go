@@ -1,0 +1,6 @@
+//go:build !unix
+
+package cli
+
+// openFileLimit cannot say here.
+func openFileLimit() uint64 { return 0 }
