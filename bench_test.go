@@ -28,23 +28,24 @@ var benchMessage = func() []byte {
 	return b.Bytes()
 }()
 
-// startBenchServer serves a fresh data directory on 127.0.0.1.
-func startBenchServer(b *testing.B) string {
-	b.Helper()
+// startBenchServer serves a fresh data directory on 127.0.0.1: a plain
+// server, without smtpdtest's recording of every message.
+func startBenchServer(tb testing.TB) string {
+	tb.Helper()
 	srv, err := smtpd.NewServer(smtpd.Config{
 		Hostname: "bench.test",
-		DataDir:  b.TempDir(),
+		DataDir:  tb.TempDir(),
 		Logger:   slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	go srv.Serve(l)
-	b.Cleanup(func() { srv.Close() })
+	tb.Cleanup(func() { srv.Close() })
 	return l.Addr().String()
 }
 

@@ -5,12 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -139,7 +135,8 @@ func TestDurabilityAfterSIGKILL(t *testing.T) {
 	}
 	// The kill comes while group commit is at work: the messages stored
 	// so far shared their flushes to disk.
-	accepted, batches := commitFigures(t, p.httpAddr)
+	m := scrape(t, p.httpAddr)
+	accepted, batches := m[`smtpd_messages_total{result="accepted"}`], m["smtpd_commit_batches_total"]
 	if batches == 0 || batches >= accepted {
 		t.Errorf("before the kill: %v messages stored in %v batches; want batches shared by several messages", accepted, batches)
 	}
@@ -313,32 +310,4 @@ func checkDurableFile(path string, attempted map[string][]string) (string, error
 		return "", fmt.Errorf("message %s is incomplete or altered: %d octets, want %d; first difference at octet %d", token, len(rest), len(want), i)
 	}
 	return string(token), nil
-}
-
-// commitFigures reads from the server's Prometheus endpoint the messages
-// accepted so far and the commit batches that stored them.
-func commitFigures(t *testing.T, httpAddr string) (accepted, batches float64) {
-	t.Helper()
-	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get("http://" + httpAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	value := func(name string) float64 {
-		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindSubmatch(body)
-		if m == nil {
-			t.Fatalf("no %s in /metrics:\n%s", name, body)
-		}
-		v, err := strconv.ParseFloat(string(m[1]), 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
-	return value(`smtpd_messages_total{result="accepted"}`), value("smtpd_commit_batches_total")
 }

@@ -3,14 +3,11 @@
 package smtpd_test
 
 import (
-	"log/slog"
-	"net"
 	"runtime"
 	"runtime/metrics"
 	"testing"
 	"time"
 
-	"github.com/tpe-protos/smtpd"
 	"github.com/tpe-protos/smtpd/internal/holdprobe"
 )
 
@@ -24,29 +21,16 @@ func TestIdleSessionStack(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector makes stacks larger")
 	}
-	srv, err := smtpd.NewServer(smtpd.Config{
-		Hostname: "mx.test",
-		DataDir:  t.TempDir(),
-		Logger:   slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
+	addr := startBenchServer(t)
 
 	const n = 200
 	before := stackScanned()
-	h := holdprobe.Hold(l.Addr().String(), n, 8, 10*time.Second, time.Now().Add(30*time.Second))
+	h := holdprobe.Hold(addr, n, 8, 10*time.Second, time.Now().Add(30*time.Second))
 	defer h.Close()
 	if len(h.Conns) != n {
 		t.Fatalf("held %d of %d sessions: %v", len(h.Conns), n, h.FirstErr)
 	}
-	// Let the last sessions park: they wait 100 ms on their own
+	// Let the last sessions park: they wait 20 ms on their own
 	// goroutine first (parkAfter).
 	time.Sleep(500 * time.Millisecond)
 	perSession := (stackScanned() - before) / n
@@ -72,21 +56,8 @@ func stackScanned() int64 {
 // each one wakes the session from its wait and parks it again, the path an
 // idle session takes for every command between transactions.
 func BenchmarkIdleRoundTrip(b *testing.B) {
-	srv, err := smtpd.NewServer(smtpd.Config{
-		Hostname: "mx.test",
-		DataDir:  b.TempDir(),
-		Logger:   slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go srv.Serve(l)
-	b.Cleanup(func() { srv.Close() })
-	h := holdprobe.Hold(l.Addr().String(), 1, 1, 10*time.Second, time.Now().Add(10*time.Second))
+	addr := startBenchServer(b)
+	h := holdprobe.Hold(addr, 1, 1, 10*time.Second, time.Now().Add(10*time.Second))
 	if len(h.Conns) != 1 {
 		b.Fatal(h.FirstErr)
 	}

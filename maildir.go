@@ -417,25 +417,22 @@ func (d *delivery) Write(p []byte) (int, error) { return d.bw.Write(p) }
 // failure nothing is left in new/ (nor in tmp/) and an error is returned.
 func (d *delivery) commit() ([]string, error) {
 	defer d.release()
+	// Closed however the commit ends. Once committed, the data was
+	// flushed before the rename: an error from close cannot lose any.
+	defer d.file.Close()
 	err := d.bw.Flush()
 	d.releaseBuffer()
 	if err != nil {
-		d.file.Close()
 		d.removeTmp(d.boxes[:1])
 		return nil, fmt.Errorf("maildir: write: %w", err)
 	}
 	for i, mb := range d.boxes[1:] {
 		if err := d.copyTo(mb); err != nil {
-			d.file.Close()
 			d.removeTmp(d.boxes[:i+2])
 			return nil, fmt.Errorf("maildir: copy to %q: %w", mb.name, err)
 		}
 	}
-	err = d.md.group.commit(d)
-	// The data was flushed before the rename: an error from close
-	// cannot lose any of it.
-	d.file.Close()
-	if err != nil {
+	if err := d.md.group.commit(d); err != nil {
 		return nil, err
 	}
 	paths := make([]string, len(d.boxes))

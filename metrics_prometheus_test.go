@@ -68,10 +68,10 @@ func TestPrometheusExporter(t *testing.T) {
 			p.kill()
 		}
 	})
-	if !p.stdout.waitMatch(listeningHTTP, mcWait) {
+	httpAddr := p.httpAddr
+	if httpAddr == "" {
 		t.Fatalf("no \"Listening on HTTP\" line; stdout:\n%s", p.stdout.bytes())
 	}
-	httpAddr := string(listeningHTTP.FindSubmatch(p.stdout.bytes())[1])
 
 	// Before any traffic.
 	before := scrape(t, httpAddr)

@@ -1,33 +1,17 @@
 package holdprobe
 
 import (
-	"log/slog"
-	"net"
 	"testing"
 	"time"
 
-	"github.com/tpe-protos/smtpd"
+	"github.com/tpe-protos/smtpd/smtpdtest"
 )
 
 // TestHoldAndProbe holds 200 idle sessions against a server, times new
 // clients' greetings meanwhile and checks that every held session still
 // answers: the path the 19,000-session measurement takes, made small.
 func TestHoldAndProbe(t *testing.T) {
-	srv, err := smtpd.NewServer(smtpd.Config{
-		Hostname: "holdprobe.test",
-		DataDir:  t.TempDir(),
-		Logger:   slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	addr := l.Addr().String()
+	addr := smtpdtest.NewServer(t).Addr
 
 	const n = 200
 	h := Hold(addr, n, 16, 10*time.Second, time.Now().Add(30*time.Second))
