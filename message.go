@@ -65,20 +65,31 @@ type Message struct {
 // TranscriptLine is one line of a session's dialogue.
 type TranscriptLine struct {
 	Time time.Time
-	// Kind is 'C' for a line the client sent, 'S' for a reply line the
-	// server sent, '*' for an event (connection, TLS, AUTH, a fault rule).
-	Kind byte
+	Kind LineKind
 	Text string
 }
 
 // String returns the line as the trace shows it: "C: EHLO x", "S: 250 Ok",
 // "* connected from …".
 func (l TranscriptLine) String() string {
-	if l.Kind == '*' {
+	if l.Kind == KindEvent {
 		return "* " + l.Text
 	}
-	return string(l.Kind) + ": " + l.Text
+	return l.Kind.String() + ": " + l.Text
 }
+
+// LineKind says where a TranscriptLine comes from. Its values are the
+// marks the trace and the transcript use.
+type LineKind byte
+
+const (
+	KindClient LineKind = 'C' // a line the client sent
+	KindServer LineKind = 'S' // a reply line the server sent
+	KindEvent  LineKind = '*' // an event: connection, TLS, AUTH, a fault rule
+)
+
+// String returns the kind's mark: "C", "S" or "*".
+func (k LineKind) String() string { return string(rune(k)) }
 
 // receivedProtocol is the "with" clause of the Received header: RFC 5321
 // §4.4, with the S (TLS) and A (AUTH) suffixes of RFC 3848 and, for

@@ -365,3 +365,19 @@ func TestMissingHeaders(t *testing.T) {
 		t.Errorf("missingHeaders with every field present = %q, want nothing", got)
 	}
 }
+
+func TestTranscriptLineString(t *testing.T) {
+	tests := []struct {
+		line TranscriptLine
+		want string
+	}{
+		{TranscriptLine{Kind: KindClient, Text: "EHLO x"}, "C: EHLO x"},
+		{TranscriptLine{Kind: KindServer, Text: "250 Ok"}, "S: 250 Ok"},
+		{TranscriptLine{Kind: KindEvent, Text: "connected from 127.0.0.1:1"}, "* connected from 127.0.0.1:1"},
+	}
+	for _, tt := range tests {
+		if got := tt.line.String(); got != tt.want {
+			t.Errorf("String() = %q, want %q", got, tt.want)
+		}
+	}
+}

@@ -730,8 +730,8 @@ func (s *session) receive(m *Message) reply {
 		traced.end(m.Size)
 	}
 	if s.record { // formatted, an allocation, only for a transcript
-		s.note('C', fmt.Sprintf("<message data: %d octets>", m.Size))
-		s.note('C', ".")
+		s.note(KindClient, fmt.Sprintf("<message data: %d octets>", m.Size))
+		s.note(KindClient, ".")
 	}
 	if err == nil && strict != nil && strict.found {
 		d.abort()
@@ -855,7 +855,7 @@ func (s *session) send(r reply) {
 	if s.record {
 		now := time.Now()
 		for _, line := range strings.Split(r.String(), "\n") {
-			s.transcript = append(s.transcript, TranscriptLine{Time: now, Kind: 'S', Text: line})
+			s.transcript = append(s.transcript, TranscriptLine{Time: now, Kind: KindServer, Text: line})
 		}
 	}
 	s.srv.stats.countReply(r.code)
@@ -903,18 +903,18 @@ func (s *session) event(format string, args ...any) {
 	}
 	text := fmt.Sprintf(format, args...)
 	s.srv.trace.event(s.id, "%s", text)
-	s.note('*', text)
+	s.note(KindEvent, text)
 }
 
 // clientLine traces, and records, a line the client sent (redacted by the
 // caller where it holds a secret).
 func (s *session) clientLine(line string) {
 	s.srv.trace.client(s.id, line)
-	s.note('C', line)
+	s.note(KindClient, line)
 }
 
 // note adds a line to the session's transcript when it keeps one.
-func (s *session) note(kind byte, text string) {
+func (s *session) note(kind LineKind, text string) {
 	if s.record {
 		s.transcript = append(s.transcript, TranscriptLine{Time: time.Now(), Kind: kind, Text: text})
 	}
