@@ -296,25 +296,35 @@ func (h *headerWriter) Write(p []byte) (int, error) {
 // section's end.
 func (h *headerWriter) examine(line []byte) {
 	first := h.next == 0
-	if len(line) == 0 {
-		h.done = true // the blank line ending the header section
-		return
-	}
-	if line[0] == ' ' || line[0] == '\t' {
-		// A continuation line; a message cannot start with one.
-		h.bodyOnly = first
-		h.done = first
-		return
-	}
-	name, _, ok := bytes.Cut(line, []byte(":"))
-	if !ok || !isFieldName(name) {
-		// Not a header field: the header section ends here (RFC 5322
-		// §2.2). The message's bytes are kept as they are.
-		h.bodyOnly = first
+	name, end := headerField(line, first)
+	if end {
+		// A message that does not start with a header field is all
+		// body; the message's bytes are kept as they are.
+		h.bodyOnly = first && len(line) > 0
 		h.done = true
 		return
 	}
 	h.seen |= watchedHeaders[strings.ToLower(string(name))]
+}
+
+// headerField examines a line of a message's header section, without its
+// line ending; first says whether it is the message's first line. It
+// returns the name of the field the line starts (nil for a continuation
+// line), or end when the header section ends before this line: at the blank
+// line that ends it, at a line that is not a header field (RFC 5322 §2.2),
+// or at once when the message starts with a continuation line.
+func headerField(line []byte, first bool) (name []byte, end bool) {
+	if len(line) == 0 {
+		return nil, true
+	}
+	if line[0] == ' ' || line[0] == '\t' {
+		return nil, first
+	}
+	name, _, ok := bytes.Cut(line, []byte(":"))
+	if !ok || !isFieldName(name) {
+		return nil, true
+	}
+	return name, false
 }
 
 // flush writes the server's headers and the held-back bytes; from then on
@@ -450,14 +460,25 @@ func (m *Message) Header() mail.Header {
 	return msg.Header
 }
 
-// Body returns the message's body: Data after the header section and the
-// blank line that ends it, in the wire form (CRLF line endings).
+// Body returns the message's body, in the wire form (CRLF line endings):
+// Data after the header section and the blank line that ends it. A message
+// whose first line is not a header field has no header section and is all
+// body (the server stores it so, after a blank line of its own). A header
+// section that no blank line ends stops at its first line that is not a
+// header field (RFC 5322 §2.2), where the body starts; a message that is
+// all header fields has an empty body.
 func (m *Message) Body() []byte {
-	if i := bytes.Index(m.Data, []byte("\r\n\r\n")); i >= 0 {
-		return m.Data[i+4:]
+	rest := m.Data
+	for first := true; len(rest) > 0; first = false {
+		line, next, _ := bytes.Cut(rest, []byte("\n"))
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if _, end := headerField(line, first); end {
+			if len(line) == 0 {
+				return next // after the blank line
+			}
+			return rest
+		}
+		rest = next
 	}
-	if bytes.HasPrefix(m.Data, []byte("\r\n")) {
-		return m.Data[2:]
-	}
-	return nil
+	return rest
 }
