@@ -40,6 +40,10 @@ type Message struct {
 	// AuthUser is the user the client authenticated as with AUTH; "" when
 	// it did not.
 	AuthUser string
+	// AuthzID is the authorization identity the client gave with AUTH
+	// PLAIN, the user it asked to act for (RFC 4616 §2); "" when it gave
+	// none. Only in Config.TestMode may it differ from AuthUser.
+	AuthzID string
 	// AuthPassword is the password the client gave with AUTH, recorded
 	// in Config.TestMode only, for tests of clients that authenticate.
 	AuthPassword string

@@ -93,6 +93,7 @@ type session struct {
 	tlsConn      *tls.Conn            // set once TLS is on; conn stays the plain connection
 	tlsState     *tls.ConnectionState // of tlsConn
 	authUser     string               // the user AUTH accepted; "" before
+	authzID      string               // the authorization identity AUTH PLAIN gave, if any
 	authPassword string               // their password, kept in TestMode only
 	authFailures int                  // failed AUTH attempts (MaxAuthFailures)
 	deadline     time.Time            // end of the session (SessionTimeout)
@@ -644,6 +645,7 @@ func (s *session) newMessage() *Message {
 		Time:         time.Now(),
 		TLS:          s.tlsState,
 		AuthUser:     s.authUser,
+		AuthzID:      s.authzID,
 		AuthPassword: s.authPassword,
 	}
 	if !s.nullFrom {
