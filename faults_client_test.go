@@ -206,8 +206,9 @@ func TestFaultAuthAndTestMode(t *testing.T) {
 		t.Errorf("AuthUser, AuthPassword = %q, %q", m.AuthUser, m.AuthPassword)
 	}
 	var dialogue strings.Builder
-	for i, line := range m.Transcript {
-		if i > 0 && line.Time.Before(m.Transcript[i-1].Time) {
+	transcript := m.Transcript()
+	for i, line := range transcript {
+		if i > 0 && line.Time.Before(transcript[i-1].Time) {
 			t.Errorf("transcript times go back at line %d", i)
 		}
 		dialogue.WriteString(line.String() + "\n")

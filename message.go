@@ -54,16 +54,32 @@ type Message struct {
 	// Paths are the files the message was stored as, one per recipient
 	// mailbox (RFC 5321 recipients that map to the same mailbox share one).
 	Paths []string
-	// Transcript is the dialogue of the session that sent the message, from
-	// its start to the end of the message data: every line both ways and
-	// the session's events (TLS, AUTH), with their times. Secrets are
-	// redacted as in the trace, and the message data is one line of its
-	// size (Data has it). Like Data, it is only kept for Config.Delivered.
-	Transcript []TranscriptLine
 	// Data is the message as the client sent it: the wire form, with CRLF
 	// line endings and dot-stuffing undone, without the headers the server
 	// adds. It is only kept for Config.Delivered; elsewhere it is nil.
 	Data []byte
+
+	log    *SessionLog // of the session that sent the message; nil if none was kept
+	logEnd int         // the length of the log when the message was stored
+}
+
+// Transcript returns the dialogue of the session that sent the message:
+// every line both ways and the session's events (TLS, AUTH, fault rules),
+// with their times, from the session's start up to the client's next MAIL
+// command or the session's end. Secrets are redacted as in the trace, and
+// the message data is one line of its size (Data has it).
+//
+// The transcript grows as the session goes on: when Config.Delivered is
+// called it ends with the message data ("C: ."), and the server's reply
+// ("S: 250 2.0.0 Ok: queued as …"), QUIT and 221 are added once they
+// happen. Each call returns the lines so far; it is safe at any time, from
+// any goroutine. The server keeps a transcript only when Config.Delivered,
+// Config.SessionStarted or Config.SessionEnded is set; otherwise it is nil.
+func (m *Message) Transcript() []TranscriptLine {
+	if m.log == nil {
+		return nil
+	}
+	return m.log.transcript(m.logEnd)
 }
 
 // TranscriptLine is one line of a session's dialogue.

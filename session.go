@@ -13,7 +13,6 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,11 +71,9 @@ type session struct {
 	params   mailParams
 	rcpts    []address
 
-	// The dialogue so far, kept for Message.Transcript when the server
-	// hands messages to Config.Delivered. Only appended to, so that each
-	// message can share it.
-	record     bool
-	transcript []TranscriptLine
+	// The session's log, when the server keeps one (Message.Transcript,
+	// Config.SessionStarted); nil otherwise.
+	log *SessionLog
 
 	faultPlan   *faults     // the plan faultCounts count for
 	faultCounts map[int]int // occurrences per rule of the plan, for PerSession rules
@@ -101,7 +98,8 @@ type session struct {
 }
 
 func newSession(srv *Server, conn net.Conn, id uint64) *session {
-	s := &session{srv: srv, conn: conn, id: strconv.FormatUint(id, 10), remote: conn.RemoteAddr(), record: srv.Config.Delivered != nil}
+	s := &session{srv: srv, conn: conn, id: strconv.FormatUint(id, 10), remote: conn.RemoteAddr()}
+	s.log = srv.newSessionLog(s.id, s.remote)
 	s.deadline = time.Now().Add(srv.set.sessionTimeout)
 	s.acquireReader()
 	return s
@@ -132,7 +130,9 @@ func (s *session) serve() {
 // greet admits the client and sends the greeting; it reports whether the
 // session goes on.
 func (s *session) greet() bool {
-	if r, ok := s.admit(); !ok {
+	r, ok := s.admit()
+	s.started()
+	if !ok {
 		s.send(r)
 		s.flush()
 		return false
@@ -264,6 +264,7 @@ func (s *session) end() {
 	}
 	s.conn.Close()
 	s.releaseReader()
+	s.ended()
 }
 
 // reply returns the reply to a command line, or to the error that came
@@ -731,7 +732,7 @@ func (s *session) receive(m *Message) reply {
 	if traced != nil {
 		traced.end(m.Size)
 	}
-	if s.record { // formatted, an allocation, only for a transcript
+	if s.log != nil { // formatted, an allocation, only for a transcript
 		s.note(KindClient, fmt.Sprintf("<message data: %d octets>", m.Size))
 		s.note(KindClient, ".")
 	}
@@ -767,10 +768,7 @@ func (s *session) receive(m *Message) reply {
 	if kept != nil {
 		m.Data = kept.Bytes()
 	}
-	if s.record {
-		// The transcript only grows: the message can share it.
-		m.Transcript = s.transcript[:len(s.transcript):len(s.transcript)]
-	}
+	s.log.delivered(m)
 	s.srv.accepted(m)
 	return replyQueued(m.ID)
 }
@@ -854,12 +852,7 @@ func (s *session) send(r reply) {
 		return
 	}
 	s.srv.trace.server(s.id, r)
-	if s.record {
-		now := time.Now()
-		for _, line := range strings.Split(r.String(), "\n") {
-			s.transcript = append(s.transcript, TranscriptLine{Time: now, Kind: KindServer, Text: line})
-		}
-	}
+	s.log.reply(r)
 	s.srv.stats.countReply(r.code)
 	s.out = r.appendTo(s.out)
 }
@@ -900,7 +893,7 @@ func traceReason(err error) string {
 
 // event traces, and records, something that is not a protocol line.
 func (s *session) event(format string, args ...any) {
-	if !s.record && !s.srv.trace.enabled() {
+	if s.log == nil && !s.srv.trace.enabled() {
 		return
 	}
 	text := fmt.Sprintf(format, args...)
@@ -915,11 +908,9 @@ func (s *session) clientLine(line string) {
 	s.note(KindClient, line)
 }
 
-// note adds a line to the session's transcript when it keeps one.
+// note adds a line to the session's log when it keeps one.
 func (s *session) note(kind LineKind, text string) {
-	if s.record {
-		s.transcript = append(s.transcript, TranscriptLine{Time: time.Now(), Kind: kind, Text: text})
-	}
+	s.log.add(kind, text)
 }
 
 // logger returns the server's logger with the session's attributes.

@@ -40,7 +40,7 @@ func TestTestModeAuthorizationIdentity(t *testing.T) {
 		t.Errorf("AuthUser, AuthzID, AuthPassword = %q, %q, %q; want proxyuser, admin, pw", m.AuthUser, m.AuthzID, m.AuthPassword)
 	}
 	var dialogue strings.Builder
-	for _, line := range m.Transcript {
+	for _, line := range m.Transcript() {
 		dialogue.WriteString(line.String() + "\n")
 	}
 	if want := "* authenticated as proxyuser, acting for admin\n"; !strings.Contains(dialogue.String(), want) {
