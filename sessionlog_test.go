@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/tpe-protos/smtpd"
-		"github.com/tpe-protos/smtpd/smtpdtest"
+	"github.com/tpe-protos/smtpd/smtpdtest"
 )
 
 // logWait bounds the waits of the session log tests.
