@@ -190,7 +190,7 @@ func TestFaultPlanReplaced(t *testing.T) {
 // recorded, except when a fault rule answers AUTH; the transcript keeps
 // the dialogue without the secret.
 func TestFaultAuthAndTestMode(t *testing.T) {
-	srv := smtpdtest.NewServer(t, smtpdtest.AnyAuth(), smtpdtest.Faults(planOf(t, "auth first=1 reply 454 4.7.0 Temporary authentication failure")))
+	srv := smtpdtest.NewServer(t, smtpdtest.TestMode(), smtpdtest.Faults(planOf(t, "auth first=1 reply 454 4.7.0 Temporary authentication failure")))
 	auth := smtp.PlainAuth("", "alice", "s3cret-pw", "127.0.0.1")
 	send := func() error {
 		return smtp.SendMail(srv.Addr, auth, "alice@example.net", []string{"bob@example.org"}, []byte("Subject: hi\r\n\r\nhi\r\n"))
