@@ -79,8 +79,8 @@ func TestREADMEExample(t *testing.T) {
 	}
 }
 
-// readmeExample is the README's example, waiting for a message that is
-// never sent.
+// readmeExample is the README's example (README.md, "Embedding the server
+// in a Go test"), waiting for a message that is never sent.
 func readmeExample(t *testing.T) {
 	srv := smtpdtest.NewServer(t) // 127.0.0.1:0, t.TempDir(), closed with the test
 
@@ -89,12 +89,12 @@ func readmeExample(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	m, err := srv.WaitFor(t.Context(), smtpdtest.To("nobody@example.org")) // wakes on arrival; no polling
+	m, err := srv.WaitFor(t.Context(), smtpdtest.To("nobody@example.org")) // wakes on arrival; gives up after 10 s
 	if err != nil {
-		t.Fatal(err) // says which messages did arrive
+		t.Fatal(err) // says what it waited for, and which messages did arrive
 	}
-	if m.Header().Get("Subject") != "Welcome" {
-		t.Errorf("got %q", m.Data)
+	if m.DecodedHeader("Subject") != "Welcome" {
+		t.Errorf("got %q", m.Text()) // m also has the envelope, the HTML, attachments, the Maildir files and the dialogue
 	}
 }
 
