@@ -8,34 +8,35 @@ import (
 	"github.com/tpe-protos/smtpd/smtpdtest"
 )
 
-// mimeMessage is what a mail client sends: an RFC 2047 subject and sender
-// name, quoted-printable Latin-1 text and HTML alternatives, and a base64
-// attachment with an RFC 2231 file name.
+// mimeMessage is what a mail client sends, here with the attachment
+// first: an RFC 2047 subject and sender name, a base64 attachment with an
+// RFC 2231 file name, and quoted-printable Latin-1 text before base64 HTML.
 const mimeMessage = "From: =?UTF-8?Q?Jos=C3=A9?= <jose@example.net>\r\n" +
 	"Subject: =?UTF-8?Q?caf=C3=A9?= at ten\r\n" +
 	"MIME-Version: 1.0\r\n" +
-	"Content-Type: multipart/mixed; boundary=outer\r\n" +
+	"Content-Type: multipart/mixed; boundary=\"==b1\"\r\n" +
 	"\r\n" +
-	"--outer\r\n" +
-	"Content-Type: multipart/alternative; boundary=inner\r\n" +
-	"\r\n" +
-	"--inner\r\n" +
-	"Content-Type: text/plain; charset=iso-8859-1\r\n" +
-	"Content-Transfer-Encoding: quoted-printable\r\n" +
-	"\r\n" +
-	"Caf=E9 at ten.\r\n" +
-	"--inner\r\n" +
-	"Content-Type: text/html; charset=utf-8\r\n" +
-	"\r\n" +
-	"<p>Café at ten.</p>\r\n" +
-	"--inner--\r\n" +
-	"--outer\r\n" +
-	"Content-Type: application/pdf\r\n" +
+	"--==b1\r\n" +
+	"Content-Type: application/pdf; name=\"=?UTF-8?Q?men=C3=BA.pdf?=\"\r\n" +
 	"Content-Disposition: attachment; filename*=UTF-8''men%C3%BA.pdf\r\n" +
 	"Content-Transfer-Encoding: base64\r\n" +
 	"\r\n" +
 	"JVBERi0xLjQK\r\n" +
-	"--outer--\r\n"
+	"--==b1\r\n" +
+	"Content-Type: multipart/alternative; boundary=\"==b2\"\r\n" +
+	"\r\n" +
+	"--==b2\r\n" +
+	"Content-Type: text/plain; charset=ISO-8859-1\r\n" +
+	"Content-Transfer-Encoding: quoted-printable\r\n" +
+	"\r\n" +
+	"Caf=E9 at ten.\r\n" +
+	"--==b2\r\n" +
+	"Content-Type: text/html; charset=UTF-8\r\n" +
+	"Content-Transfer-Encoding: base64\r\n" +
+	"\r\n" +
+	"PHA+Q2Fmw6kgYXQgdGVuLjwvcD4=\r\n" +
+	"--==b2--\r\n" +
+	"--==b1--\r\n"
 
 func TestMessageMIME(t *testing.T) {
 	srv := smtpdtest.NewServer(t)

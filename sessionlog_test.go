@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tpe-protos/smtpd"
+	"github.com/tpe-protos/smtpd/client"
 	"github.com/tpe-protos/smtpd/smtpdtest"
 )
 
@@ -142,67 +143,54 @@ func TestSessionLogDialogue(t *testing.T) {
 	}
 }
 
-// TestSessionLogEnds: each way a session can end is told apart.
+// TestSessionLogEnds: each way a session can end is told apart, and the
+// last exchange is the one before the end.
 func TestSessionLogEnds(t *testing.T) {
-	t.Run("disconnected", func(t *testing.T) {
-		srv, hooks := serverWithHooks(t, smtpd.Config{})
-		c, _ := dialGreeted(t, srv.Addr)
-		c.Hello("client.test")
-		c.Close()
-		if rec := hooks.waitEnd(t); rec.End != smtpd.EndDisconnected {
-			t.Errorf("End = %v, want disconnected", rec.End)
-		}
-	})
-	t.Run("dropped", func(t *testing.T) {
-		srv, hooks := serverWithHooks(t, smtpd.Config{Faults: planOf(t, "mail drop")})
-		c, _ := dialGreeted(t, srv.Addr)
-		c.Hello("client.test")
-		if r, err := c.Mail("bob@example.net"); err == nil {
-			t.Fatalf("MAIL got %v, want the connection dropped", r)
-		}
-		rec := hooks.waitEnd(t)
-		if rec.End != smtpd.EndDropped {
-			t.Errorf("End = %v, want dropped", rec.End)
-		}
-		if last := rec.Exchanges[len(rec.Exchanges)-1]; last.Command != "EHLO client.test" {
-			t.Errorf("last exchange %+v, want EHLO's: MAIL got no reply", last)
-		}
-	})
-	t.Run("reply", func(t *testing.T) {
-		srv, hooks := serverWithHooks(t, smtpd.Config{Faults: planOf(t, "mail reply 421 4.7.0 Go away")})
-		c, _ := dialGreeted(t, srv.Addr)
-		c.Hello("client.test")
-		if r, _ := c.Mail("bob@example.net"); r == nil || r.Code != 421 {
-			t.Fatalf("MAIL got %v, want 421", r)
-		}
-		// Seen by the client, so already in the log.
-		rec := hooks.last(t).Record()
-		last := rec.Exchanges[len(rec.Exchanges)-1]
-		if rec.End != smtpd.EndReply || last.Command != "MAIL FROM:<bob@example.net>" || last.Reply != "421 4.7.0 Go away" {
-			t.Errorf("End %v, last exchange %+v; want reply, MAIL answered 421", rec.End, last)
-		}
-	})
-	t.Run("timeout", func(t *testing.T) {
-		srv, hooks := serverWithHooks(t, smtpd.Config{CommandTimeout: 50 * time.Millisecond})
-		c, _ := dialGreeted(t, srv.Addr)
-		if r, _ := c.ReadReply(); r == nil || r.Code != 421 {
-			t.Fatalf("after a silence: %v, want 421", r)
-		}
-		rec := hooks.waitEnd(t)
-		last := rec.Exchanges[len(rec.Exchanges)-1]
-		if rec.End != smtpd.EndReply || last.Command != "" || last.Code != 421 {
-			t.Errorf("End %v, last exchange %+v; want reply, an unasked 421", rec.End, last)
-		}
-	})
-	t.Run("server closed", func(t *testing.T) {
-		srv, hooks := serverWithHooks(t, smtpd.Config{})
-		c, _ := dialGreeted(t, srv.Addr)
-		c.Hello("client.test")
-		srv.Close()
-		if rec := hooks.waitEnd(t); rec.End != smtpd.EndServerClosed {
-			t.Errorf("End = %v, want server closed", rec.End)
-		}
-	})
+	tests := []struct {
+		name     string
+		cfg      smtpd.Config
+		act      func(c *client.Client, srv *smtpdtest.Server) // after the greeting
+		end      smtpd.SessionEnd
+		lastLine string // the last exchange: command and code
+	}{
+		{"disconnected", smtpd.Config{}, func(c *client.Client, _ *smtpdtest.Server) {
+			c.Hello("client.test")
+			c.Close()
+		}, smtpd.EndDisconnected, "EHLO client.test 250"},
+		{"dropped", smtpd.Config{Faults: planOf(t, "mail drop")}, func(c *client.Client, _ *smtpdtest.Server) {
+			c.Hello("client.test")
+			c.Mail("bob@example.net") // no reply: the connection is dropped
+		}, smtpd.EndDropped, "EHLO client.test 250"},
+		{"reply", smtpd.Config{Faults: planOf(t, "mail reply 421 4.7.0 Go away")}, func(c *client.Client, _ *smtpdtest.Server) {
+			c.Hello("client.test")
+			c.Mail("bob@example.net")
+		}, smtpd.EndReply, "MAIL FROM:<bob@example.net> 421"},
+		{"timeout", smtpd.Config{CommandTimeout: 50 * time.Millisecond}, func(c *client.Client, _ *smtpdtest.Server) {
+			c.ReadReply() // the 421 that ends the wait
+		}, smtpd.EndReply, " 421"},
+		{"server closed", smtpd.Config{}, func(c *client.Client, srv *smtpdtest.Server) {
+			c.Hello("client.test")
+			srv.Close()
+		}, smtpd.EndServerClosed, "EHLO client.test 250"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, hooks := serverWithHooks(t, tt.cfg)
+			c, _ := dialGreeted(t, srv.Addr)
+			tt.act(c, srv)
+			if tt.end == smtpd.EndReply {
+				// The client has the reply: the log says it ended.
+				if rec := hooks.last(t).Record(); rec.End != tt.end {
+					t.Errorf("after the reply End = %v, want %v", rec.End, tt.end)
+				}
+			}
+			rec := hooks.waitEnd(t)
+			last := rec.Exchanges[len(rec.Exchanges)-1]
+			if got := fmt.Sprintf("%s %d", last.Command, last.Code); rec.End != tt.end || got != tt.lastLine {
+				t.Errorf("End %v, last exchange %q; want %v, %q", rec.End, got, tt.end, tt.lastLine)
+			}
+		})
+	}
 }
 
 // TestMessageTranscriptGrows: a message's transcript ends with its data

@@ -59,39 +59,29 @@ func Subject(s string) Matcher {
 
 // And matches a message that all of matchers match (any message, when
 // there are none).
-func And(matchers ...Matcher) Matcher {
-	switch len(matchers) {
-	case 0:
-		return Func("of any kind", func(*smtpd.Message) bool { return true })
-	case 1:
-		return matchers[0]
-	}
-	return Func(join(matchers, " and "), func(m *smtpd.Message) bool {
-		for _, mm := range matchers {
-			if !mm.Match(m) {
-				return false
-			}
-		}
-		return true
-	})
-}
+func And(matchers ...Matcher) Matcher { return combine(matchers, " and ", true, "of any kind") }
 
 // Or matches a message that one of matchers matches (none, when there are
 // none).
-func Or(matchers ...Matcher) Matcher {
+func Or(matchers ...Matcher) Matcher { return combine(matchers, " or ", false, "of no kind") }
+
+// combine is And (all is true) and Or (all is false): it answers all when
+// every matcher answers all, and !all as soon as one does not. With no
+// matchers it answers all, described as none.
+func combine(matchers []Matcher, sep string, all bool, none string) Matcher {
 	switch len(matchers) {
 	case 0:
-		return Func("of no kind", func(*smtpd.Message) bool { return false })
+		return Func(none, func(*smtpd.Message) bool { return all })
 	case 1:
 		return matchers[0]
 	}
-	return Func(join(matchers, " or "), func(m *smtpd.Message) bool {
+	return Func(join(matchers, sep), func(m *smtpd.Message) bool {
 		for _, mm := range matchers {
-			if mm.Match(m) {
-				return true
+			if mm.Match(m) != all {
+				return !all
 			}
 		}
-		return false
+		return all
 	})
 }
 
