@@ -287,3 +287,18 @@ func TestMessageTranscriptConcurrent(t *testing.T) {
 		t.Errorf("the reader saw %q", last)
 	}
 }
+
+// BenchmarkTransactionRecorded is BenchmarkTransaction with sessions
+// recorded: the message data and transcript kept for Config.Delivered
+// alone, then a session log for the hooks too, read at the session's end,
+// as smtpdtest does.
+func BenchmarkTransactionRecorded(b *testing.B) {
+	delivered := func(c *smtpd.Config) { c.Delivered = func(*smtpd.Message) {} }
+	b.Run("Delivered", func(b *testing.B) { benchTransactions(b, startBenchServer(b, delivered)) })
+	b.Run("Sessions", func(b *testing.B) {
+		benchTransactions(b, startBenchServer(b, delivered, func(c *smtpd.Config) {
+			c.SessionStarted = func(*smtpd.SessionLog) {}
+			c.SessionEnded = func(l *smtpd.SessionLog) { l.Record() }
+		}))
+	})
+}
