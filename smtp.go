@@ -121,10 +121,12 @@ type Config struct {
 	// address is known (after a PROXY header, and the TLS handshake on the
 	// implicit TLS port), before the server's first reply; the log then
 	// grows as the session goes on. SessionEnded is called with the
-	// complete log when the session has ended; Close and Shutdown return
-	// only after these calls. Both run on the session's goroutine. A log
-	// holds the session's transcript, bounded as the transcript is (see
-	// SECURITY.md), and the first 1000 messages it delivered.
+	// complete log when the session has ended; Close, and a Shutdown
+	// that completes, return only after these calls. Both run on the
+	// session's goroutine. A
+	// connection turned away over MaxConns, before any session starts, has
+	// no log. A log holds the session's transcript and the first 1000
+	// messages it delivered (see SECURITY.md).
 	SessionStarted func(*SessionLog)
 	// SessionEnded: see SessionStarted.
 	SessionEnded func(*SessionLog)
