@@ -73,7 +73,8 @@ type session struct {
 	rcpts    []address
 
 	// The dialogue so far, kept for Message.Transcript when the server
-	// hands messages to Config.Delivered. Only appended to, so that each
+	// hands messages to Config.Delivered or the HTTP view shows them.
+	// Only appended to, so that each
 	// message can share it.
 	record     bool
 	transcript []TranscriptLine
@@ -100,7 +101,8 @@ type session struct {
 }
 
 func newSession(srv *Server, conn net.Conn, id uint64) *session {
-	s := &session{srv: srv, conn: conn, id: strconv.FormatUint(id, 10), remote: conn.RemoteAddr(), record: srv.Config.Delivered != nil}
+	s := &session{srv: srv, conn: conn, id: strconv.FormatUint(id, 10), remote: conn.RemoteAddr(),
+		record: srv.Config.Delivered != nil || srv.web.keepsTranscripts()}
 	s.deadline = time.Now().Add(srv.set.sessionTimeout)
 	s.acquireReader()
 	return s
