@@ -74,7 +74,8 @@ Caf=C3=A9 at ten.
 Content-Type: text/html; charset=utf-8
 Content-Transfer-Encoding: quoted-printable
 
-<html><body><p id=3D"greeting">Caf&eacute; at <b>ten</b>.</p><img id=3D"pixel" src=3D"`+pixelURL+`" alt=3D"pixel"></body></html>
+<html><body><p id=3D"greeting">Caf&eacute; at <b>ten</b>.</p><img id=3D"pixel" src=3D"`+pixelURL+`" alt=3D"pixel">
+<script>document.getElementById("greeting").textContent =3D "a script ran"</script></body></html>
 --alt--
 --mixed
 Content-Type: application/pdf
@@ -248,7 +249,7 @@ func TestWebMessageAPI(t *testing.T) {
 	if m.Subject != "café menú for today" || m.Text != "Café at ten." {
 		t.Errorf("subject %q, text %q", m.Subject, m.Text)
 	}
-	if !strings.Contains(m.HTML, `<p id="greeting">Caf&eacute; at <b>ten</b>.</p>`) {
+	if !strings.Contains(m.HTML, `<p id="greeting">Caf&eacute; at <b>ten</b>.</p><img id="pixel" src="http://192.0.2.1/pixel.png"`) {
 		t.Errorf("html %q", m.HTML)
 	}
 	if len(m.Attachments) != 1 || m.Attachments[0].Name != "menú.pdf" || m.Attachments[0].ContentType != "application/pdf" ||

@@ -47,11 +47,11 @@ function messageRow(m) {
   a.textContent = m.subject || "(no subject)";
   subject.append(a);
   if (m.attachments) {
-    const clip = document.createElement("span");
-    clip.className = "clip";
-    clip.title = m.attachments + " attachments";
-    clip.textContent = " 📎 " + m.attachments;
-    subject.append(clip);
+    const badge = document.createElement("span");
+    badge.className = "badge";
+    badge.title = "attachments";
+    badge.textContent = m.attachments + " att.";
+    subject.append(" ", badge);
   }
   const date = cell("date", "");
   const time = document.createElement("time");

@@ -31,7 +31,7 @@ function traceLine(t) {
 function note(cls, text) {
   const div = document.createElement("div");
   div.className = "line " + cls;
-  div.textContent = text;
+  div.append(span("text", text));
   return div;
 }
 
@@ -52,7 +52,7 @@ events.addEventListener("message", function (ev) {
   const a = document.createElement("a");
   a.href = root + "messages/" + m.id;
   a.textContent = m.subject || "(no subject)";
-  div.append(a);
+  div.lastElementChild.append(a);
   append(div);
 });
 events.addEventListener("dropped", function (ev) {
