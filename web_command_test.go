@@ -74,7 +74,7 @@ func TestWebCommand(t *testing.T) {
 	fromPython := decodeSummary(t, events.next(t, "message").data)
 
 	for _, tc := range []struct {
-		sent                                 apiSummary
+		sent                                apiSummary
 		subject, text, html, attachment, cc string
 	}{
 		{fromSwaks, "sent by swäks", "Café at ten.", `<p id="greeting">Caf&eacute; at <b>ten</b>.</p>`, "menú.pdf", "carol@example.org"},
