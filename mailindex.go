@@ -43,7 +43,7 @@ const (
 	maxTranscripts = 1000
 	// Lengths, in bytes, of the header texts an entry keeps.
 	maxSummaryText = 200 // from, each recipient, subject
-	maxRecipients  = 20  // recipients listed per message
+	maxRecipients  = 20  // addresses listed per To and Cc field
 )
 
 // messageSummary is a message as the list shows it (and the JSON API: GET
@@ -53,10 +53,12 @@ type messageSummary struct {
 	Mailbox string `json:"mailbox"`
 	// From is the From field, decoded (RFC 2047); ReturnPath the
 	// envelope sender, from the Return-Path field the server added.
-	From       string   `json:"from"`
-	ReturnPath string   `json:"return_path"`
-	To         []string `json:"to"` // To and Cc fields, decoded
-	Subject    string   `json:"subject"`
+	From       string `json:"from"`
+	ReturnPath string `json:"return_path"`
+	// To and Cc are the addresses of those fields, decoded.
+	To      []string `json:"to"`
+	Cc      []string `json:"cc"`
+	Subject string   `json:"subject"`
 	// Date is the Date field, or when the message was stored if it has
 	// none that parses. Stored is when the message was stored: the time
 	// in its file name (see storedTime), or the file's modification time.
@@ -260,7 +262,7 @@ func readEntry(root *os.Root, file string, info fs.FileInfo) *indexEntry {
 	e.Size = int64(len(raw))
 	e.Stored = storedTime(name, info.ModTime())
 	e.summarize(raw)
-	e.To = orEmpty(e.To)
+	e.To, e.Cc = orEmpty(e.To), orEmpty(e.Cc)
 	return e
 }
 
@@ -276,19 +278,24 @@ func (e *indexEntry) summarize(raw []byte) {
 	h := msg.Header
 	e.From = clip(decodeAddresses(h.Get("From")))
 	e.ReturnPath = clip(strings.Trim(h.Get("Return-Path"), "<> \t"))
-	for _, field := range []string{"To", "Cc"} {
-		for _, a := range splitAddresses(h.Get(field)) {
-			if len(e.To) < maxRecipients {
-				e.To = append(e.To, clip(a))
-			}
-		}
-	}
+	e.To, e.Cc = clipAddresses(h.Get("To")), clipAddresses(h.Get("Cc"))
 	e.Subject = clip(msg.Subject())
 	if d, err := h.Date(); err == nil {
 		e.Date = d
 	}
 	e.Attachments = len(msg.Attachments())
 	e.indexSearch()
+}
+
+// clipAddresses returns the first maxRecipients addresses of an address
+// field, each clipped.
+func clipAddresses(field string) []string {
+	list := splitAddresses(field)
+	list = list[:min(len(list), maxRecipients)]
+	for i, a := range list {
+		list[i] = clip(a)
+	}
+	return orEmpty(list)
 }
 
 // orEmpty makes a nil list an empty one, which JSON writes as [] rather
@@ -302,7 +309,8 @@ func orEmpty(list []string) []string {
 
 // indexSearch sets the text the search parameter is matched against.
 func (e *indexEntry) indexSearch() {
-	e.search = strings.ToLower(strings.Join(append([]string{e.From, e.ReturnPath, e.Mailbox, e.Subject}, e.To...), "\n"))
+	fields := append([]string{e.From, e.ReturnPath, e.Mailbox, e.Subject}, e.To...)
+	e.search = strings.ToLower(strings.Join(append(fields, e.Cc...), "\n"))
 }
 
 // decodeAddresses returns an address field decoded, as a reader would

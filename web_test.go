@@ -152,6 +152,7 @@ type (
 		From        string    `json:"from"`
 		ReturnPath  string    `json:"return_path"`
 		To          []string  `json:"to"`
+		Cc          []string  `json:"cc"`
 		Subject     string    `json:"subject"`
 		Date        time.Time `json:"date"`
 		Stored      time.Time `json:"stored"`
@@ -229,7 +230,7 @@ func TestWebMessageAPI(t *testing.T) {
 	}
 	item := list.Messages[0]
 	want := apiSummary{ID: item.ID, Mailbox: "alice", From: "José Sender <jose@example.net>", ReturnPath: "jose@example.net",
-		To: []string{"Alice <alice@example.org>", "carol@example.org"}, Subject: "café menú for today",
+		To: []string{"Alice <alice@example.org>"}, Cc: []string{"carol@example.org"}, Subject: "café menú for today",
 		Date: time.Date(2006, 1, 2, 15, 4, 5, 0, time.FixedZone("", -7*3600)), Stored: item.Stored, Size: item.Size, Attachments: 1}
 	if fmt.Sprint(item) != fmt.Sprint(want) {
 		t.Errorf("list item:\n got %+v\nwant %+v", item, want)
@@ -739,3 +740,24 @@ type addrListener struct {
 }
 
 func (l *addrListener) Addr() net.Addr { return l.addr }
+
+// TestWebLongFields: the list clips long header texts, the message has
+// them whole.
+func TestWebLongFields(t *testing.T) {
+	ws := startWeb(t, smtpd.Config{})
+	subject := strings.Repeat("é", 150) // 300 bytes
+	var to []string
+	for i := range 30 {
+		to = append(to, fmt.Sprintf("r%02d@example.org", i))
+	}
+	sendWebMail(t, ws.Addr, []byte("To: "+strings.Join(to, ", ")+"\r\nSubject: "+subject+"\r\n\r\nbody\r\n"))
+	item := ws.list(t, "").Messages[0]
+	if want := strings.Repeat("é", 98) + "…"; item.Subject != want || len(item.To) != 20 {
+		t.Errorf("list item: subject %q (%d bytes), %d recipients; want it cut to %q and 20", item.Subject, len(item.Subject), len(item.To), want)
+	}
+	var m apiMessage
+	getJSON(t, "GET", ws.URL+"/api/v1/messages/"+item.ID, &m)
+	if m.Subject != subject || len(m.To) != 30 {
+		t.Errorf("message: subject of %d bytes, %d recipients; want all", len(m.Subject), len(m.To))
+	}
+}

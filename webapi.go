@@ -113,7 +113,6 @@ type messageDetail struct {
 	// Attachments lists the attachments (the summary's count is hidden
 	// by this field of the same JSON name).
 	Attachments []attachmentInfo `json:"attachments"`
-	Cc          []string         `json:"cc"`
 	Headers     []headerField    `json:"headers"` // in order, decoded
 	Text        string           `json:"text"`
 	HTML        string           `json:"html"`
@@ -169,13 +168,16 @@ func (v *webView) getMessage(w http.ResponseWriter, r *http.Request) {
 // detail reads a message for the API and the message page.
 func (v *webView) detail(e *indexEntry, raw []byte) *messageDetail {
 	d := &messageDetail{messageSummary: e.messageSummary, Raw: messageURL(e.ID) + "/raw",
-		Attachments: []attachmentInfo{}, Cc: []string{}, Headers: []headerField{}, Parts: []partInfo{}}
+		Attachments: []attachmentInfo{}, Headers: []headerField{}, Parts: []partInfo{}}
 	for _, f := range mimemsg.HeaderFields(raw) {
 		d.Headers = append(d.Headers, headerField{f.Name, mimemsg.DecodeHeader(f.Value)})
 	}
 	if msg, err := mimemsg.Parse(raw); err == nil {
-		d.Text, d.HTML = msg.Text(), msg.HTML()
+		// The fields in full, where the list clips them.
+		d.From, d.Subject = decodeAddresses(msg.Header.Get("From")), msg.Subject()
+		d.To = orEmpty(splitAddresses(msg.Header.Get("To")))
 		d.Cc = orEmpty(splitAddresses(msg.Header.Get("Cc")))
+		d.Text, d.HTML = msg.Text(), msg.HTML()
 		d.PartsTruncated = msg.Truncated
 		for _, p := range msg.Parts {
 			url := partURL(e.ID, p.Index)

@@ -1,7 +1,7 @@
 package smtpd
 
 import (
-	"encoding/json"
+	"bytes"
 	"net/http"
 	"strings"
 	"sync"
@@ -123,10 +123,11 @@ func (h *eventHub) publish(name string, data any, trace bool) {
 // encodeEvent returns one event in the text/event-stream format. JSON
 // never holds a raw line break, so the data is one "data:" line.
 func encodeEvent(name string, data any) []byte {
-	b, err := json.Marshal(data)
+	b, err := marshalJSON(data)
 	if err != nil {
 		b = []byte(`{}`)
 	}
+	b = bytes.TrimSuffix(b, []byte("\n"))
 	ev := make([]byte, 0, len(name)+len(b)+16)
 	ev = append(ev, "event: "...)
 	ev = append(ev, name...)
