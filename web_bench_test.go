@@ -140,7 +140,8 @@ func readAll(tb testing.TB, root string) {
 
 // BenchmarkWebList measures GET requests for the first page (50 messages)
 // of a Maildir of 10,000, over HTTP on loopback: the JSON API, the same
-// with a search that matches a third of them, and the web page.
+// with searches that match a third of them (ASCII, and not), and the web
+// page.
 func BenchmarkWebList(b *testing.B) {
 	dir := b.TempDir()
 	benchMaildir(b, dir, benchMaildirSize)
@@ -148,7 +149,8 @@ func BenchmarkWebList(b *testing.B) {
 	defer srv.Close()
 	for _, bc := range []struct{ name, path string }{
 		{"api", "/api/v1/messages"},
-		{"api-search", "/api/v1/messages?query=n%C2%BA"},
+		{"api-search", "/api/v1/messages?query=Caf"},
+		{"api-search-utf8", "/api/v1/messages?query=n%C2%BA"},
 		{"page", "/"},
 	} {
 		b.Run(bc.name, func(b *testing.B) {

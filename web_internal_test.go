@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -86,7 +87,7 @@ func TestStripANSI(t *testing.T) {
 }
 
 // testIndex returns an index of a Maildir root in a temporary directory.
-func testIndex(t *testing.T) (*mailIndex, string) {
+func testIndex(t testing.TB) (*mailIndex, string) {
 	t.Helper()
 	dir := t.TempDir()
 	root, err := os.OpenRoot(dir)
@@ -206,6 +207,68 @@ func TestLoopbackHost(t *testing.T) {
 	} {
 		if got := loopbackHost(host); got != want {
 			t.Errorf("loopbackHost(%q) = %v, want %v", host, got, want)
+		}
+	}
+}
+
+// BenchmarkIndexMemory reports what the index holds per listed message:
+// for ordinary mail, and for messages whose every field is at its bound.
+func BenchmarkIndexMemory(b *testing.B) {
+	long := strings.Repeat("x", 300)
+	var addrs []string
+	for i := range 100 {
+		addrs = append(addrs, fmt.Sprintf("%s%d@example.org", long, i))
+	}
+	for _, bc := range []struct{ name, msg string }{
+		{"ordinary", "Return-Path: <bob@example.net>\nFrom: Bob <bob@example.net>\nTo: Alice <alice@example.org>\nSubject: Lunch on Friday?\nDate: Fri, 27 Nov 2026 14:25:11 +0000\n\nHello.\n"},
+		{"bounds", "Return-Path: <" + long + "@example.net>\nFrom: " + long + " <x@example.net>\nTo: " + strings.Join(addrs, ", ") +
+			"\nCc: " + strings.Join(addrs, ", ") + "\nSubject: " + long + "\n\nHello.\n"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			ix, dir := testIndex(b)
+			const n = 2000
+			start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			for i := range n {
+				when := start.Add(time.Duration(i) * time.Second)
+				name := fmt.Sprintf("%d.M%dP1Q%dR0.test", when.Unix(), 0, i)
+				path := filepath.Join(dir, "mailbox-with-a-name", "new", name)
+				os.MkdirAll(filepath.Dir(path), 0o700)
+				os.WriteFile(path, []byte(bc.msg), 0o600)
+			}
+			var before, after runtime.MemStats
+			for b.Loop() {
+				ix.list, ix.byID = nil, make(map[string]*indexEntry)
+				ix.ready = make(chan struct{})
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				if err := ix.scan(); err != nil {
+					b.Fatal(err)
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+			}
+			b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/message")
+		})
+	}
+}
+
+func TestContainsFold(t *testing.T) {
+	for _, tc := range []struct {
+		s, sub string
+		want   bool
+	}{
+		{"Café at ten", "CAFÉ", true},
+		{"Café at ten", "é a", true},
+		{"RÉUNION", "réunion", true},
+		{"Bob <bob@example.net>", "BOB@EXAMPLE", true},
+		{"abc", "", true},
+		{"", "a", false},
+		{"abc", "abcd", false},
+		{"abc", "bd", false},
+		{"\xff\xfeab", "AB", true},
+	} {
+		if got := containsFold(tc.s, tc.sub); got != tc.want {
+			t.Errorf("containsFold(%q, %q) = %v, want %v", tc.s, tc.sub, got, tc.want)
 		}
 	}
 }

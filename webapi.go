@@ -43,7 +43,7 @@ func (v *webView) listMessages(w http.ResponseWriter, r *http.Request) {
 
 // listQuery is what a list request asks for.
 type listQuery struct {
-	query        string // lower-cased
+	query        string
 	start, limit int
 }
 
@@ -60,7 +60,7 @@ func (v *webView) listQuery(w http.ResponseWriter, r *http.Request) (listQuery, 
 		writeError(w, http.StatusBadRequest, "limit must be an integer from 1 to "+strconv.Itoa(maxPageSize))
 		return q, false
 	}
-	q.query = strings.ToLower(strings.TrimSpace(r.URL.Query().Get("query")))
+	q.query = strings.TrimSpace(r.URL.Query().Get("query"))
 	return q, v.waitIndex(w, r)
 }
 
