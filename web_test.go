@@ -608,6 +608,15 @@ func (es *eventStream) next(t *testing.T, name string) sse {
 // terminal.
 func TestWebEvents(t *testing.T) {
 	ws := startWeb(t, smtpd.Config{})
+	// HEAD has the headers, and no stream to wait on.
+	head, err := http.Head(ws.URL + "/api/v1/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	head.Body.Close()
+	if head.StatusCode != http.StatusOK || head.Header.Get("Content-Type") != "text/event-stream" {
+		t.Errorf("HEAD /api/v1/events: %s %q", head.Status, head.Header.Get("Content-Type"))
+	}
 	plain := ws.openEvents(t, "")
 	traced := ws.openEvents(t, "?trace=1")
 

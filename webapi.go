@@ -100,7 +100,7 @@ func (v *webView) readMessage(w http.ResponseWriter, r *http.Request) (*indexEnt
 		writeError(w, http.StatusNotFound, "message "+e.ID+" is no longer in the Maildir")
 		return nil, nil
 	case err != nil:
-		v.srv.log.Error("smtpd: HTTP view: reading a message", "file", e.file, "err", err)
+		v.srv.log.Error("smtpd: HTTP view: reading a message", "file", v.index.fileOf(e), "err", err)
 		writeError(w, http.StatusInternalServerError, "cannot read the message")
 		return nil, nil
 	}
@@ -290,7 +290,7 @@ func (v *webView) deleteMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := v.index.remove(e); err != nil {
-		v.srv.log.Error("smtpd: HTTP view: deleting a message", "file", e.file, "err", err)
+		v.srv.log.Error("smtpd: HTTP view: deleting a message", "file", v.index.fileOf(e), "err", err)
 		writeError(w, http.StatusInternalServerError, "cannot delete the message")
 		return
 	}

@@ -179,6 +179,10 @@ func (v *webView) serveEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "trace must be 0 or 1")
 		return
 	}
+	if r.Method == http.MethodHead { // the headers only: no stream to wait on
+		w.Header().Set("Content-Type", "text/event-stream")
+		return
+	}
 	sub := v.events.subscribe(trace)
 	if sub == nil {
 		writeError(w, http.StatusServiceUnavailable, "too many event streams open, or the server is shutting down")
@@ -264,9 +268,8 @@ func (h *eventHub) traceLine(now time.Time, session, text string) {
 }
 
 // stripANSI removes the ANSI color sequences (ESC [ … m) the trace's palette
-// adds; the page colors lines by their kind instead. The trace escapes
-// every control character a client sends (visible), so an ESC here is
-// always the palette's own.
+// adds; the page colors lines by their kind instead, and shows them as
+// text, never as markup.
 func stripANSI(s string) string {
 	if !strings.Contains(s, "\x1b[") {
 		return s
