@@ -194,7 +194,7 @@ func TestBrowserMailView(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the remote image was not fetched after Load remote content")
 	}
-	waitComplete(t, tab)
+	must(t, chromedp.Do(tab, chromedp.WaitReady(chromedp.CSS(`#html-body[data-loaded="remote"]`))))
 	if greeting := iframeText(t, tab, "#greeting"); greeting != "Café at ten." {
 		t.Errorf("with remote content, the iframe shows %q", greeting)
 	}

@@ -88,6 +88,10 @@ func TestWebCommand(t *testing.T) {
 			!strings.Contains(m.HTML, tc.html) || len(m.Attachments) != 1 || m.Attachments[0].Name != tc.attachment {
 			t.Errorf("message %q: subject %q, text %q, html %q, attachments %+v", tc.subject, m.Subject, m.Text, m.HTML, m.Attachments)
 		}
+		// The smtpd command keeps no transcripts but for the view.
+		if m.Envelope == nil || len(m.Transcript) == 0 || m.Transcript[len(m.Transcript)-1].Text != "." {
+			t.Errorf("message %q: envelope %+v, transcript %+v", tc.subject, m.Envelope, m.Transcript)
+		}
 		// raw is the file in the Maildir, byte for byte.
 		raw, _ := getBytes(t, ws.URL+m.Raw)
 		if file := storedFileWith(t, filepath.Join(dir, "data", "Maildir", "alice"), raw); file == "" {

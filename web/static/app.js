@@ -130,8 +130,10 @@ function setupMessage() {
   });
   const load = document.getElementById("load-remote");
   if (load) {
+    const frame = document.getElementById("html-body");
     load.addEventListener("click", function () {
-      document.getElementById("html-body").src = id + "/html?remote=1";
+      frame.addEventListener("load", function () { frame.dataset.loaded = "remote"; }, { once: true });
+      frame.src = id + "/html?remote=1";
       document.getElementById("remote-note").textContent = "Remote content loaded.";
     });
   }
