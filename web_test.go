@@ -770,3 +770,30 @@ func TestWebLongFields(t *testing.T) {
 		t.Errorf("message: subject of %d bytes, %d recipients; want all", len(m.Subject), len(m.To))
 	}
 }
+
+// TestWebTraceBesideTerminal: while a browser watches the trace, the
+// terminal's trace is what it was (colored, and without explanations when
+// Explain is off), and the browser gets the lines without colors, with the
+// explanations.
+func TestWebTraceBesideTerminal(t *testing.T) {
+	terminal := newSyncBuffer()
+	ws := startWeb(t, smtpd.Config{Trace: terminal, Verbose: true, TraceColor: smtpd.ColorAlways})
+	traced := ws.openEvents(t, "?trace=1")
+	sendWebMail(t, ws.Addr, []byte("Subject: beside\r\n\r\nhi\r\n"))
+	var web []string
+	for {
+		ev := traced.next(t, "trace")
+		web = append(web, ev.data)
+		if strings.Contains(ev.data, "S: 221 ") {
+			break
+		}
+	}
+	events := strings.Join(web, "\n")
+	if strings.Contains(events, `\u001b`) || !strings.Contains(events, `"kind":"explain"`) {
+		t.Errorf("event stream: ANSI escapes, or no explanations:\n%s", events)
+	}
+	out := string(terminal.bytes())
+	if !strings.Contains(out, "\x1b[") || strings.Contains(out, "↳") || !strings.Contains(out, "S: 250 2.0.0 Ok: queued as") {
+		t.Errorf("terminal trace: want colors, no explanations:\n%q", out)
+	}
+}
