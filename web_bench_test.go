@@ -149,7 +149,7 @@ func BenchmarkWebList(b *testing.B) {
 	defer srv.Close()
 	for _, bc := range []struct{ name, path string }{
 		{"api", "/api/v1/messages"},
-		{"api-search", "/api/v1/messages?query=Caf"},
+		{"api-search", "/api/v1/messages?query=sender"},
 		{"api-search-utf8", "/api/v1/messages?query=n%C2%BA"},
 		{"page", "/"},
 	} {
