@@ -674,7 +674,7 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	srv.mu.Unlock()
-	srv.web.stop(ctx) // requests under way finish; event streams end
+	srv.web.shutdown(ctx) // requests under way finish; event streams end
 
 	done := make(chan struct{})
 	go func() {
@@ -709,7 +709,7 @@ func (srv *Server) Close() error {
 		s.conn.Close()
 	}
 	srv.mu.Unlock()
-	srv.web.stop(nil)
+	srv.web.close()
 	if srv.cancel != nil {
 		srv.cancel() // kills running filters
 	}

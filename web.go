@@ -168,9 +168,20 @@ func (w *webFront) untrack(hs *http.Server) {
 	delete(w.servers, hs)
 }
 
-// stop ends the event streams and stops the HTTP servers: gracefully
-// within ctx (requests under way finish), or at once when ctx is nil.
-func (w *webFront) stop(ctx context.Context) error {
+// shutdown ends the event streams and stops the HTTP servers gracefully:
+// requests under way finish, within ctx.
+func (w *webFront) shutdown(ctx context.Context) error {
+	return w.stop(func(hs *http.Server) error { return hs.Shutdown(ctx) })
+}
+
+// close ends the event streams and closes the HTTP servers at once.
+func (w *webFront) close() error {
+	return w.stop((*http.Server).Close)
+}
+
+// stop refuses new HTTP servers, ends the event streams and stops each
+// HTTP server with stopServer.
+func (w *webFront) stop(stopServer func(*http.Server) error) error {
 	w.mu.Lock()
 	w.closed = true
 	servers := make([]*http.Server, 0, len(w.servers))
@@ -181,11 +192,7 @@ func (w *webFront) stop(ctx context.Context) error {
 	w.events.close()
 	var errs []error
 	for _, hs := range servers {
-		if ctx == nil {
-			errs = append(errs, hs.Close())
-		} else {
-			errs = append(errs, hs.Shutdown(ctx))
-		}
+		errs = append(errs, stopServer(hs))
 	}
 	return errors.Join(errs...)
 }
