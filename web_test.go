@@ -98,9 +98,9 @@ func sendWebMail(t *testing.T, addr string, msg []byte, to ...string) {
 	}
 }
 
-// getJSON fetches url and decodes its JSON body into v; it returns the
-// status code.
-func getJSON(t *testing.T, method, url string, v any, header ...string) int {
+// fetch makes a request with the header fields given as name, value pairs
+// and returns the response's body and the response.
+func fetch(t *testing.T, method, url string, header ...string) ([]byte, *http.Response) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, url, nil)
 	if err != nil {
@@ -118,6 +118,14 @@ func getJSON(t *testing.T, method, url string, v any, header ...string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return body, resp
+}
+
+// getJSON makes a request, checks that the answer is JSON and decodes it
+// into v; it returns the status code.
+func getJSON(t *testing.T, method, url string, v any, header ...string) int {
+	t.Helper()
+	body, resp := fetch(t, method, url, header...)
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 		t.Fatalf("%s %s: Content-Type %q, body %q", method, url, ct, body)
 	}
@@ -132,16 +140,7 @@ func getJSON(t *testing.T, method, url string, v any, header ...string) int {
 // getBytes fetches url and returns its body and response.
 func getBytes(t *testing.T, url string) ([]byte, *http.Response) {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return body, resp
+	return fetch(t, "GET", url)
 }
 
 // The JSON shapes of the API (docs/http-api.md), as a client reads them.
