@@ -796,3 +796,38 @@ func TestWebTraceBesideTerminal(t *testing.T) {
 		t.Errorf("terminal trace: want colors, no explanations:\n%q", out)
 	}
 }
+
+// TestListenAndServeHTTPAddr: ListenAndServe serves the HTTP view on
+// Config.HTTPAddr, a port alone meaning the loopback interface, and fails
+// at once on an address it cannot listen on.
+func TestListenAndServeHTTPAddr(t *testing.T) {
+	bad := &smtpd.Server{Config: smtpd.Config{Addr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:notaport", DataDir: t.TempDir()}}
+	if err := bad.ListenAndServe(); err == nil || !strings.Contains(err.Error(), "notaport") {
+		t.Errorf("ListenAndServe with a bad HTTPAddr: %v", err)
+	}
+	bad.Close()
+
+	srv := &smtpd.Server{Config: smtpd.Config{Addr: "127.0.0.1:0", HTTPAddr: ":0", DataDir: t.TempDir(),
+		Logger: slog.New(slog.NewTextHandler(t.Output(), nil))}}
+	served := make(chan error, 1)
+	go func() { served <- srv.ListenAndServe() }()
+	// Nothing tells when ListenAndServe has listened: look, briefly.
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.HTTPAddr() == nil && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	addr := srv.HTTPAddr()
+	if addr == nil || !strings.HasPrefix(addr.String(), "127.0.0.1:") {
+		t.Fatalf("HTTPAddr() = %v, want 127.0.0.1:port", addr)
+	}
+	ws := &webServer{URL: "http://" + addr.String()}
+	if list := ws.list(t, ""); list.Total != 0 {
+		t.Errorf("a new server lists %d messages", list.Total)
+	}
+	if err := srv.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; !errors.Is(err, smtpd.ErrServerClosed) {
+		t.Errorf("ListenAndServe returned %v", err)
+	}
+}
