@@ -74,8 +74,7 @@ type session struct {
 
 	// The dialogue so far, kept for Message.Transcript when the server
 	// hands messages to Config.Delivered or the HTTP view shows them.
-	// Only appended to, so that each
-	// message can share it.
+	// Only appended to, so that each message can share it.
 	record     bool
 	transcript []TranscriptLine
 

@@ -658,7 +658,8 @@ func (srv *Server) Addr() net.Addr {
 func (srv *Server) shuttingDown() bool { return srv.inShutdown.Load() }
 
 // Shutdown stops the server gracefully: it closes the listeners (and the
-// management socket), lets every
+// management socket, and the HTTP view's, whose requests under way finish
+// and whose event streams end), lets every
 // session finish the transaction it is in, sends 421 4.3.2 to sessions
 // between transactions, and waits for all sessions to end. If ctx ends
 // first, Shutdown returns ctx.Err() and the remaining sessions go on; call
