@@ -399,6 +399,17 @@ func TestWebSearchAndPages(t *testing.T) {
 			t.Errorf("GET /api/v1/messages%s: %s, want %s", tc.query, got, tc.want)
 		}
 	}
+	// The page: the same search, and links to the pages around.
+	html, _ := getBytes(t, ws.URL+"/?query=bob&limit=2&start=1")
+	for _, want := range []string{`>nº 06</a>`, `>nº 03</a>`, `href="?limit=2&amp;query=bob&amp;start=0"`, `href="?limit=2&amp;query=bob&amp;start=3"`,
+		`<span id="count">4</span> matching`} {
+		if !bytes.Contains(html, []byte(want)) {
+			t.Errorf("the list page lacks %s:\n%s", want, html)
+		}
+	}
+	if bytes.Contains(html, []byte(">nº 09</a>")) || bytes.Contains(html, []byte(">nº 00</a>")) {
+		t.Errorf("the list page shows messages outside its page")
+	}
 }
 
 // TestWebErrors: every error is JSON with a fitting status, whatever the
@@ -829,5 +840,62 @@ func TestListenAndServeHTTPAddr(t *testing.T) {
 	}
 	if err := <-served; !errors.Is(err, smtpd.ErrServerClosed) {
 		t.Errorf("ListenAndServe returned %v", err)
+	}
+}
+
+// TestWebMessagePage: the message page holds every tab's content, under the
+// page's policy; the HTML body is served for the iframe under a policy
+// that loads nothing from elsewhere, with cid: images pointed at their
+// parts.
+func TestWebMessagePage(t *testing.T) {
+	ws := startWeb(t, smtpd.Config{})
+	msg := strings.ReplaceAll(`Subject: with a logo
+MIME-Version: 1.0
+Content-Type: multipart/related; boundary="rel"
+
+--rel
+Content-Type: text/html; charset=utf-8
+
+<p>Logo: <img src="cid:logo@example.net"> and <img src="https://tracker.example/p.gif"></p>
+--rel
+Content-Type: image/gif
+Content-ID: <logo@example.net>
+Content-Transfer-Encoding: base64
+
+R0lGODlhAQABAIAAAAAAAP///ywAAAAAAQABAAACAUwAOw==
+--rel--
+`, "\n", "\r\n")
+	sendWebMail(t, ws.Addr, []byte(msg))
+	id := ws.list(t, "").Messages[0].ID
+
+	page, resp := getBytes(t, ws.URL+"/messages/"+id)
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") || strings.Contains(csp, "unsafe-inline") {
+		t.Errorf("page policy %q", csp)
+	}
+	for _, want := range []string{"<h1>with a logo</h1>", `<iframe id="html-body" sandbox="" src="` + id + `/html"`,
+		"<th>Subject</th><td>with a logo</td>", `href="../api/v1/messages/` + id + `/part/1">(unnamed)</a>`, "C: MAIL FROM:&lt;jose@example.net&gt;",
+		`href="../api/v1/messages/` + id + `/raw"`} {
+		if !bytes.Contains(page, []byte(want)) {
+			t.Errorf("the message page lacks %s", want)
+		}
+	}
+
+	body, resp := getBytes(t, ws.URL+"/messages/"+id+"/html")
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "img-src 'self' data:;") || !strings.HasSuffix(csp, "sandbox") {
+		t.Errorf("HTML body policy %q", csp)
+	}
+	if want := `<img src="../../api/v1/messages/` + id + `/part/1">`; !bytes.Contains(body, []byte(want)) {
+		t.Errorf("cid: image not pointed at its part: %s", body)
+	}
+	if !bytes.Contains(body, []byte(`<img src="https://tracker.example/p.gif">`)) {
+		t.Errorf("the HTML body was changed beyond its cid: URLs: %s", body)
+	}
+	_, resp = getBytes(t, ws.URL+"/messages/"+id+"/html?remote=1")
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "img-src * data:;") || strings.Contains(csp, "script") {
+		t.Errorf("HTML body policy with remote content %q", csp)
+	}
+	gif, resp := getBytes(t, ws.URL+"/api/v1/messages/"+id+"/part/1")
+	if resp.Header.Get("Content-Type") != "image/gif" || !bytes.HasPrefix(gif, []byte("GIF89a")) {
+		t.Errorf("the logo part: %s %q", resp.Header.Get("Content-Type"), gif)
 	}
 }
