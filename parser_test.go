@@ -440,15 +440,6 @@ func FuzzParseCommand(f *testing.F) {
 	})
 }
 
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
-}
-
 // TestLenientParams checks Config.TestMode's parsing: unknown parameters
 // are ignored (also after HELO), known ones still checked.
 func TestLenientParams(t *testing.T) {
