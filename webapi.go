@@ -113,7 +113,7 @@ type messageDetail struct {
 	// Attachments lists the attachments (the summary's count is hidden
 	// by this field of the same JSON name).
 	Attachments []attachmentInfo `json:"attachments"`
-	Headers     []apiHeaderField    `json:"headers"` // in order, decoded
+	Headers     []apiHeaderField `json:"headers"` // in order, decoded
 	Text        string           `json:"text"`
 	HTML        string           `json:"html"`
 	Parts       []partInfo       `json:"parts"`
