@@ -95,6 +95,9 @@ type receipt struct {
 	message *Message
 }
 
+// Transcript returns the session's transcript as far as it has gone.
+func (r *receipt) Transcript() []TranscriptLine { return r.message.Transcript() }
+
 func newReceipt(m *Message) *receipt {
 	r := &receipt{QueueID: m.ID, From: m.From, To: m.To, Helo: m.Helo, AuthUser: m.AuthUser, Time: m.Time, message: m}
 	if m.RemoteAddr != nil {

@@ -191,7 +191,7 @@ func (v *webView) detail(e *indexEntry, raw []byte) *messageDetail {
 	}
 	if rc := v.index.receivedOf(e); rc != nil {
 		d.Envelope = rc
-		for _, l := range rc.message.Transcript() {
+		for _, l := range rc.Transcript() {
 			d.Transcript = append(d.Transcript, transcriptLine{Time: l.Time, Kind: string(rune(l.Kind)), Text: l.Text})
 		}
 	}
