@@ -82,14 +82,14 @@ type indexEntry struct {
 // receipt is what the server knew of a message when it received it: the
 // envelope and the session's transcript, not the data (the file has it).
 type receipt struct {
-	QueueID    string           `json:"queue_id"`
-	From       string           `json:"from"` // "" for the null sender
-	To         []string         `json:"to"`
-	Helo       string           `json:"helo"`
-	RemoteAddr string           `json:"remote_addr"`
-	TLS        string           `json:"tls,omitempty"` // the TLS version, when it came over TLS
-	AuthUser   string           `json:"auth_user,omitempty"`
-	Time       time.Time        `json:"time"`
+	QueueID    string    `json:"queue_id"`
+	From       string    `json:"from"` // "" for the null sender
+	To         []string  `json:"to"`
+	Helo       string    `json:"helo"`
+	RemoteAddr string    `json:"remote_addr"`
+	TLS        string    `json:"tls,omitempty"` // the TLS version, when it came over TLS
+	AuthUser   string    `json:"auth_user,omitempty"`
+	Time       time.Time `json:"time"`
 	// message gives the session's transcript when it is asked for: it
 	// grows past the data to the final reply and QUIT (Message.Transcript).
 	message *Message
