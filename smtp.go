@@ -49,7 +49,8 @@ type Config struct {
 	// MaxConns is the most concurrent sessions; a client over the limit
 	// gets 421 4.3.2 and is disconnected. 0 means 10000. Each session is
 	// one open file: keep MaxConns under the process's open-file limit,
-	// with some to spare. Past that limit accept fails, and Serve backs
+	// with some to spare (up to 128 more stay open for a second after
+	// their sessions, see SECURITY.md). Past that limit accept fails, and Serve backs
 	// off and retries while new clients wait, unanswered, in the listen
 	// queue. An idle session costs the server about 4.5 KiB.
 	MaxConns int

@@ -356,8 +356,10 @@ var configToFlags = strings.NewReplacer("Config.Hostname", "-hostname", "Config.
 
 // spareFiles is what the server needs open besides its sessions: the
 // listeners, the access log, the Maildir root, a message being stored, a
-// content filter's pipes, the runtime's own.
-const spareFiles = 64
+// content filter's pipes, the runtime's own (64), and the connections of
+// ended sessions still in their graceful close (128 at most, see
+// SECURITY.md).
+const spareFiles = 64 + 128
 
 // fitOpenFiles returns the session limit to use under the open-file limit
 // (0: unknown). Each session is one descriptor; past the limit a new client
