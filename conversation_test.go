@@ -120,16 +120,28 @@ func TestOriginalExampleNcat(t *testing.T) {
 	for _, tool := range tools {
 		t.Run(tool.name, func(t *testing.T) {
 			path := requirePeer(t, tool.name, tool.pkg)
-			failed := 0
+			var (
+				wg     sync.WaitGroup
+				mu     sync.Mutex
+				failed int
+				sem    = make(chan struct{}, 4) // four at a time
+			)
 			for i := range 100 {
-				out, err := runTool(t, []byte(mail), path, tool.args...)
-				if err != nil || !want.Match(out) {
-					failed++
-					if failed == 1 {
+				sem <- struct{}{}
+				wg.Go(func() {
+					defer func() { <-sem }()
+					out, err := runTool(t, []byte(mail), path, tool.args...)
+					if err == nil && want.Match(out) {
+						return
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					if failed++; failed == 1 {
 						t.Errorf("run %d: %v\n%s", i+1, err, out)
 					}
-				}
+				})
 			}
+			wg.Wait()
 			if failed > 0 {
 				t.Errorf("%d of 100 runs failed", failed)
 			}
@@ -252,6 +264,25 @@ func TestCloseCutsHangUp(t *testing.T) {
 	ts.Close()
 	if d := time.Since(start); d > 500*time.Millisecond {
 		t.Errorf("Close took %v", d)
+	}
+}
+
+// TestShutdownWaitsHangUpBounded: Shutdown waits for a graceful close, but
+// no longer than its second.
+func TestShutdownWaitsHangUpBounded(t *testing.T) {
+	ts := startSec(t, smtpd.Config{MaxErrors: 1})
+	c := secDial(t, ts.Addr, nil)
+	secCmd(t, c, "BOGUS", "500 5.5.2")
+	secExpect(t, c, "421 4.7.0")
+	secExpectEOF(t, c) // and the client stays connected, silent
+	ctx, cancel := context.WithTimeout(t.Context(), secWait)
+	defer cancel()
+	start := time.Now()
+	if err := ts.SMTP.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Shutdown took %v", d)
 	}
 }
 

@@ -32,9 +32,12 @@ const (
 // 421 or 554 that explains why. So the server first ends its own side (a TLS
 // close_notify alert, then a TCP FIN after the reply), then reads and
 // discards what the client still sends until the client closes too, for at
-// most lingerTime and lingerBytes, and only then closes. With drain false
-// (the client has closed already) it only ends TLS and closes. Close cuts
-// the wait short; Shutdown waits for it, within its bound.
+// most lingerTime and lingerBytes, and only then closes. A client that sends
+// more than lingerBytes is not read further, but the close still waits for
+// the end of lingerTime: meanwhile TCP flow control holds the client back,
+// and it can read the reply before the reset comes. With drain false (the
+// client has closed already) it only ends TLS and closes. Close cuts the
+// wait short; Shutdown waits for it, within its bound.
 func (srv *Server) hangUp(conn net.Conn, tlsConn *tls.Conn, drain bool) {
 	defer conn.Close()
 	if tlsConn != nil {
@@ -56,7 +59,19 @@ func (srv *Server) hangUp(conn net.Conn, tlsConn *tls.Conn, drain bool) {
 	}
 	stop := context.AfterFunc(srv.ctx, func() { conn.SetReadDeadline(time.Now()) })
 	defer stop()
-	conn.SetReadDeadline(time.Now().Add(lingerTime))
+	deadline := time.Now().Add(lingerTime)
+	conn.SetReadDeadline(deadline)
 	n, _ := io.CopyN(io.Discard, conn, lingerBytes)
 	srv.stats.bytesIn.Add(uint64(n))
+	if n == lingerBytes {
+		// The client is still sending. The close will reset the
+		// connection; until the time is up, TCP flow control holds the
+		// client back instead, and it can read the reply.
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-srv.ctx.Done():
+		}
+	}
 }
