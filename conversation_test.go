@@ -212,6 +212,65 @@ func talkFirst(addr string, input []byte, want string) error {
 	return nil
 }
 
+// TestEveryCloseReachesClient: whatever makes the server close a
+// connection, a client that sent more than the server read (32 KiB here)
+// gets the last reply and an orderly end of the stream, never a reset.
+func TestEveryCloseReachesClient(t *testing.T) {
+	more := bytes.Repeat([]byte("NOOP and more\r\n"), 32<<10/15)
+	tests := []struct {
+		name  string
+		cfg   smtpd.Config
+		hold  bool // one session is open already
+		input string
+		last  string
+	}{
+		{"too many errors", smtpd.Config{}, false, strings.Repeat("BOGUS\r\n", 10), "421 4.7.0 "},
+		{"QUIT", smtpd.Config{}, false, "QUIT\r\n", "221 2.0.0 Bye"},
+		{"HTTP", smtpd.Config{}, false, "GET / HTTP/1.1\r\n", "500 5.5.2 Error: this is an SMTP server"},
+		{"MaxConns", smtpd.Config{MaxConns: 1}, true, "EHLO client.test\r\n", "421 4.3.2 "},
+		{"MaxConnsPerIP", smtpd.Config{MaxConnsPerIP: 1}, true, "EHLO client.test\r\n", "421 4.7.0 "},
+		{"GreetDelay", smtpd.Config{GreetDelay: time.Minute}, false, "EHLO client.test\r\n", "554 5.5.0 "},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := startSec(t, tc.cfg)
+			if tc.hold {
+				secDial(t, ts.Addr, nil)
+			}
+			lines, err := converse(ts.Addr, append([]byte(tc.input), more...))
+			if err != io.EOF {
+				t.Errorf("the connection ended with %v, want the end of the stream, after:\n%s", err, strings.Join(lines, ""))
+			}
+			if len(lines) == 0 || !strings.HasPrefix(lines[len(lines)-1], tc.last) {
+				t.Errorf("the last reply is not %q:\n%s", tc.last, strings.Join(lines, ""))
+			}
+		})
+	}
+}
+
+// converse connects, writes input at once, and then reads every line the
+// server sends, until the stream ends.
+func converse(addr string, input []byte) ([]string, error) {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(secWait))
+	if _, err := conn.Write(input); err != nil {
+		return nil, fmt.Errorf("writing: %w", err)
+	}
+	br := bufio.NewReader(conn)
+	var lines []string
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return lines, err
+		}
+		lines = append(lines, line)
+	}
+}
+
 // TestHangUpBounded: a client that keeps sending after a refusal is read
 // for at most a second before the server closes, and Close does not wait
 // for it.
