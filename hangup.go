@@ -57,10 +57,11 @@ func (srv *Server) hangUp(conn net.Conn, tlsConn *tls.Conn, drain bool) {
 	if hc.CloseWrite() != nil {
 		return // the connection is broken already
 	}
-	stop := context.AfterFunc(srv.ctx, func() { conn.SetReadDeadline(time.Now()) })
-	defer stop()
 	deadline := time.Now().Add(lingerTime)
 	conn.SetReadDeadline(deadline)
+	// After the deadline is set, or Close could be missed.
+	stop := context.AfterFunc(srv.ctx, func() { conn.SetReadDeadline(time.Now()) })
+	defer stop()
 	n, _ := io.CopyN(io.Discard, conn, lingerBytes)
 	srv.stats.bytesIn.Add(uint64(n))
 	if n == lingerBytes {
