@@ -271,16 +271,22 @@ func converse(addr string, input []byte) ([]string, error) {
 	}
 }
 
-// TestHangUpBounded: a client that keeps sending after a refusal is read
-// for at most a second before the server closes, and Close does not wait
-// for it.
-func TestHangUpBounded(t *testing.T) {
+// hungUp returns a server and a client the server has just hung up on with
+// 421 (too many errors), which stays connected.
+func hungUp(t *testing.T) (*secServer, *client.Client) {
+	t.Helper()
 	ts := startSec(t, smtpd.Config{MaxErrors: 1})
 	c := secDial(t, ts.Addr, nil)
 	secCmd(t, c, "BOGUS", "500 5.5.2")
 	secExpect(t, c, "421 4.7.0")
-	// Keep talking; the server ends its side at once (EOF), and
-	// closes within a second.
+	return ts, c
+}
+
+// TestHangUpBounded: a client that keeps sending after the server's last
+// reply is read for a bounded time only: the server ends its side at once
+// (EOF), and closes within a second.
+func TestHangUpBounded(t *testing.T) {
+	_, c := hungUp(t)
 	stop := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
@@ -312,36 +318,29 @@ func TestHangUpBounded(t *testing.T) {
 	}
 }
 
-// TestCloseCutsHangUp: Close does not wait for a graceful close to time out.
-func TestCloseCutsHangUp(t *testing.T) {
-	ts := startSec(t, smtpd.Config{MaxErrors: 1})
-	c := secDial(t, ts.Addr, nil)
-	secCmd(t, c, "BOGUS", "500 5.5.2")
-	secExpect(t, c, "421 4.7.0")
-	secExpectEOF(t, c) // the server's side is closed; it waits for ours
-	start := time.Now()
-	ts.Close()
-	if d := time.Since(start); d > 500*time.Millisecond {
-		t.Errorf("Close took %v", d)
+// TestHangUpAndStop: Close does not wait for a graceful close to end, and
+// Shutdown waits for it no longer than its second.
+func TestHangUpAndStop(t *testing.T) {
+	stops := []struct {
+		name string
+		stop func(*smtpd.Server) error
+		max  time.Duration
+	}{
+		{"Close", (*smtpd.Server).Close, 500 * time.Millisecond},
+		{"Shutdown", func(srv *smtpd.Server) error { return srv.Shutdown(t.Context()) }, 3 * time.Second},
 	}
-}
-
-// TestShutdownWaitsHangUpBounded: Shutdown waits for a graceful close, but
-// no longer than its second.
-func TestShutdownWaitsHangUpBounded(t *testing.T) {
-	ts := startSec(t, smtpd.Config{MaxErrors: 1})
-	c := secDial(t, ts.Addr, nil)
-	secCmd(t, c, "BOGUS", "500 5.5.2")
-	secExpect(t, c, "421 4.7.0")
-	secExpectEOF(t, c) // and the client stays connected, silent
-	ctx, cancel := context.WithTimeout(t.Context(), secWait)
-	defer cancel()
-	start := time.Now()
-	if err := ts.SMTP.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("Shutdown took %v", d)
+	for _, tc := range stops {
+		t.Run(tc.name, func(t *testing.T) {
+			ts, c := hungUp(t)
+			secExpectEOF(t, c) // the server's side is closed; it waits for ours
+			start := time.Now()
+			if err := tc.stop(ts.SMTP); err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(start); d > tc.max {
+				t.Errorf("%s took %v", tc.name, d)
+			}
+		})
 	}
 }
 
