@@ -45,8 +45,16 @@ func (srv *Server) hangUp(conn net.Conn, tlsConn *tls.Conn, drain bool) {
 		conn.SetWriteDeadline(time.Now().Add(closeNotifyTime))
 		tlsConn.CloseWrite()
 	}
+	if drain {
+		srv.linger(conn)
+	}
+}
+
+// linger ends the server's side of a TCP connection and reads what the
+// client still sends, within the bounds above (see hangUp).
+func (srv *Server) linger(conn net.Conn) {
 	hc, ok := conn.(interface{ CloseWrite() error })
-	if !drain || !ok || srv.closing.Load() {
+	if !ok || srv.closing.Load() {
 		return
 	}
 	if srv.lingering.Add(1) > maxLingering {
