@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -79,11 +80,21 @@ type session struct {
 	faultCounts map[int]int // occurrences per rule of the plan, for PerSession rules
 
 	errors int         // replies counted against Config.MaxErrors
+	junk   int         // commands that made no progress (see countJunk)
 	lfOnly bool        // the current command line ended in a bare LF
 	hinted bool        // the trace has said that SMTP wants CRLF
 	inData bool        // reading message data: each read gets DataTimeout
 	idle   atomic.Bool // blocked waiting for a command outside a transaction
 	parked bool        // idle: the wait goes on in a new goroutine (resume)
+
+	// The connection as the client sees it.
+	writeErr   error // the write that failed: nothing more can be sent
+	peerClosed bool  // a read saw the client's end of the stream
+
+	// The client's lines are secret until it sends a command again: they
+	// may be the credentials of an AUTH that was refused (see
+	// tracedCommand).
+	afterAuthRefused bool
 
 	// Security (tls.go, auth.go, limits.go, proxy.go).
 	implicitTLS  bool                 // served by ServeTLS: handshake first
@@ -106,14 +117,25 @@ func newSession(srv *Server, conn net.Conn, id uint64) *session {
 }
 
 // Read reads from the connection for the session's bufio.Reader, counting
-// the bytes. While message data is read, every read gets a fresh DataTimeout:
+// the bytes. It is called only when the buffer lacks what the session needs,
+// so the read may wait for the client: the replies queued so far are sent
+// first, in command mode and in message data alike. A client that pipelines
+// (RFC 2920) and then waits for them, or sends DATA and the start of its
+// message together, is never left waiting for a reply the server holds.
+// While message data is read, every read gets a fresh DataTimeout:
 // RFC 5321 §4.5.3.2.6 times each block of data, not the whole message.
 func (s *session) Read(p []byte) (int, error) {
+	if err := s.flush(); err != nil {
+		return 0, err
+	}
 	if s.inData {
 		s.conn.SetReadDeadline(s.capDeadline(time.Now().Add(s.srv.set.dataTimeout)))
 	}
 	n, err := s.stream().Read(p)
 	s.srv.stats.bytesIn.Add(uint64(n))
+	if err == io.EOF {
+		s.peerClosed = true
+	}
 	return n, err
 }
 
@@ -222,11 +244,11 @@ func (s *session) answer(line string, err error) bool {
 	}
 	if r.isError() {
 		s.errors++
-		if s.errors >= s.srv.set.maxErrors {
-			s.send(replyTooManyErrors(s.srv.set.hostname))
-			s.flush()
-			return false
-		}
+	}
+	if s.errors >= s.srv.set.maxErrors {
+		s.send(replyTooManyErrors(s.srv.set.hostname))
+		s.flush()
+		return false
 	}
 	// Shutdown lets a transaction finish; between transactions the
 	// session says goodbye.
@@ -244,26 +266,26 @@ func (s *session) answer(line string, err error) bool {
 // crash the server.
 func (s *session) crashed(p any) {
 	s.logger().Error("smtpd: panic in session", "panic", p, "stack", string(debug.Stack()))
-	s.out = s.out[:0]
+	if len(s.out) > 0 {
+		s.traceUnsent(0, errors.New("the server hit a bug"))
+		s.out = s.out[:0]
+	}
 	s.send(reply{code: 421, enh: "4.3.0", text: s.srv.set.hostname + " Error: internal error, closing connection",
 		why: "the server hit a bug in this session and hangs up; the client should retry later", rfc: "RFC 5321 §4.2.2 (421)"})
 	s.flush()
 }
 
 // end releases what the session holds; it runs last, even after a panic.
+// Every connection the server ends, whatever the reason, ends here, in a
+// graceful close (Server.hangUp), unless the client closed first.
 func (s *session) end() {
 	defer s.srv.wg.Done()
 	// Untracked first: a client that sees the close may connect again at
 	// once, and must find its slot free under MaxConns.
 	s.srv.untrack(s)
 	s.srv.releaseIP(s.ip)
-	if s.tlsConn != nil {
-		// close_notify first (RFC 8446 §6.1), if it can go out at once.
-		s.conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-		s.tlsConn.Close()
-	}
-	s.conn.Close()
 	s.releaseReader()
+	s.srv.hangUp(s.conn, s.tlsConn, !s.peerClosed && s.writeErr == nil)
 	s.ended()
 }
 
@@ -272,13 +294,18 @@ func (s *session) end() {
 // more can be said.
 func (s *session) reply(line string, err error) (reply, error) {
 	switch {
+	case s.writeErr != nil:
+		// The client cannot be answered: a line still in the read
+		// buffer is not acted upon.
+		return reply{}, s.writeErr
 	case err == nil:
 		return s.handle(line), nil
 	case errors.Is(err, errLineTooLong):
 		s.clientLine("<command line over 512 octets>")
 		return replyLineTooLong, nil
 	case errors.Is(err, errBareLF):
-		s.clientLine(redactCommand(line) + "<LF>")
+		verb, _ := parseCommand(line)
+		s.clientLine(s.tracedCommand(line, verb) + "<LF>")
 		return replyBareLF, nil
 	case isTimeout(err):
 		return s.timeoutReply(), nil
@@ -459,12 +486,15 @@ func (s *session) hintCRLF() {
 
 // handle dispatches one command line to the handler of its verb.
 func (s *session) handle(line string) reply {
-	s.clientLine(redactCommand(line))
+	verb, arg := parseCommand(line)
+	s.clientLine(s.tracedCommand(line, verb))
 	if s.lfOnly {
 		s.hintCRLF()
 	}
-	verb, arg := parseCommand(line)
 	s.srv.stats.countCommand(verb)
+	if junkCommand(verb) {
+		s.countJunk()
+	}
 	switch verb {
 	case "HELO":
 		return s.cmdHELO(arg)
@@ -489,7 +519,9 @@ func (s *session) handle(line string) reply {
 	case "STARTTLS":
 		return s.cmdSTARTTLS(arg)
 	case "AUTH":
-		return s.cmdAUTH(arg)
+		r := s.cmdAUTH(arg)
+		s.afterAuthRefused = r.code != replyAuthOK.code
+		return r
 	case "EXPN", "BDAT", "ETRN", "TURN", "ATRN":
 		return replyNotImplemented
 	case "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "CONNECT":
@@ -500,6 +532,76 @@ func (s *session) handle(line string) reply {
 		return replyEmptyLine
 	}
 	return replyUnknownCommand
+}
+
+// tracedCommand returns a command line as the trace and the transcript show
+// it, with what may be a secret hidden:
+//   - after an AUTH that did not succeed, every line until the client sends
+//     a command the server knows: a client that did not wait for the refusal
+//     (538, 503, 504…) sends its credentials as if they were commands;
+//   - an AUTH line's initial response, or all of it past the verb when no
+//     known mechanism follows it (redactCommand);
+//   - a line that is not a command, cut to its first octets and its length,
+//     as chasquid logs them: it may be a password typed at the wrong prompt.
+func (s *session) tracedCommand(line, verb string) string {
+	known := isCommand(verb)
+	switch {
+	case s.afterAuthRefused && !known:
+		return "<redacted>"
+	case verb == "AUTH":
+		return redactCommand(line)
+	case !known:
+		return cutLine(line)
+	}
+	s.afterAuthRefused = false
+	return line
+}
+
+// isCommand reports whether verb is an SMTP command the server knows (those
+// it counts one by one).
+func isCommand(verb string) bool {
+	return slices.Contains(countedVerbs[:], verb)
+}
+
+// shownOctets is how much of a line that is not a command the trace shows.
+const shownOctets = 4
+
+// cutLine returns the first octets of line and its length.
+func cutLine(line string) string {
+	if len(line) <= shownOctets {
+		return line
+	}
+	return line[:shownOctets] + "… <" + strconv.Itoa(len(line)) + " octets>"
+}
+
+// maxJunkCommands is how many commands that make no progress (junkCommand) a
+// session may send before each further one counts as an error toward
+// MaxErrors; the count starts again when a message is accepted. A client
+// that floods the server with them, as one that stalls would, is then
+// closed after MaxErrors more. Postfix's smtpd_junk_command_limit is the
+// same rule, with the same figure.
+const maxJunkCommands = 100
+
+// junkCommand reports whether verb is a command that does nothing towards
+// delivering mail.
+func junkCommand(verb string) bool {
+	switch verb {
+	case "NOOP", "RSET", "HELP", "VRFY":
+		return true
+	}
+	return false
+}
+
+// countJunk counts a command that makes no progress, and past
+// maxJunkCommands counts it as an error.
+func (s *session) countJunk() {
+	s.junk++
+	if s.junk == maxJunkCommands+1 {
+		s.event("over %d commands that do nothing (NOOP, RSET, HELP, VRFY) without a message: each one now counts as an error", maxJunkCommands)
+	}
+	if s.junk > maxJunkCommands {
+		s.errors++
+	}
 }
 
 // cmdHELO answers HELO (RFC 5321 §4.1.1.1): no extensions.
@@ -694,13 +796,8 @@ func (s *session) receive(m *Message) reply {
 		s.logger().Error("smtpd: cannot start delivery", "queue_id", m.ID, "err", err)
 		return replyLocalError
 	}
+	// The 354 goes out when the message data is first waited for (Read).
 	s.send(replyStartData)
-	if s.br.Buffered() == 0 {
-		if err := s.flush(); err != nil {
-			d.abort()
-			return replyHangUp
-		}
-	}
 	host := s.srv.set.hostname
 	stored := newStoredWriter(sink, func(seen headerSet) []byte {
 		return append(m.traceHeaders(host), m.missingHeaders(seen, host)...)
@@ -729,12 +826,17 @@ func (s *session) receive(m *Message) reply {
 	s.inData = true
 	m.Size, err = readData(s.br, data, s.srv.maxSize.Load())
 	s.inData = false
+	// The end-of-data line was read unless the connection failed: only
+	// then is it traced.
+	ended := err == nil || errors.Is(err, errMessageTooLarge) || errors.As(err, new(*sinkError))
 	if traced != nil {
-		traced.end(m.Size)
+		traced.end(m.Size, ended)
 	}
 	if s.log != nil { // formatted, an allocation, only for a transcript
 		s.note(KindClient, fmt.Sprintf("<message data: %d octets>", m.Size))
-		s.note(KindClient, ".")
+		if ended {
+			s.note(KindClient, ".")
+		}
 	}
 	if err == nil && strict != nil && strict.found {
 		d.abort()
@@ -769,6 +871,7 @@ func (s *session) receive(m *Message) reply {
 		m.Data = kept.Bytes()
 	}
 	s.log.delivered(m)
+	s.junk = 0 // progress
 	s.srv.accepted(m)
 	return replyQueued(m.ID)
 }
@@ -813,7 +916,7 @@ func (s *session) dataFailure(m *Message, err error) reply {
 		s.srv.stats.failed.Add(1)
 		s.logger().Error("smtpd: delivery failed", "queue_id", m.ID, "err", err)
 		return replyLocalError
-	case isTimeout(err):
+	case isTimeout(err) && s.writeErr == nil:
 		return s.timeoutReply()
 	}
 	s.event("disconnected during message data: %v", traceReason(err))
@@ -846,7 +949,15 @@ func (s *session) reset() {
 	s.rcpts = s.rcpts[:0]
 }
 
-// send queues a reply.
+// maxPendingOutput is how many octets of replies a session holds back, to
+// send a pipelined batch's replies together (RFC 2920 §3.1), before it sends
+// them anyway. A client that pipelines without reading its replies then
+// meets TCP's flow control: the write waits until the client reads, and
+// meanwhile nothing more is read from it. The replies never pile up in the
+// server.
+const maxPendingOutput = 4096
+
+// send queues a reply, and sends the queue once it is over maxPendingOutput.
 func (s *session) send(r reply) {
 	if r.code == 0 {
 		return
@@ -855,24 +966,63 @@ func (s *session) send(r reply) {
 	s.log.reply(r)
 	s.srv.stats.countReply(r.code)
 	s.out = r.appendTo(s.out)
+	if len(s.out) >= maxPendingOutput {
+		s.flush() // an error ends the session at its next read
+	}
 }
 
 // flush writes the queued replies. A client that does not read them gets
 // CommandTimeout to start; the write deadline is set here, apart from the
 // read deadline, so that a reply after a read timeout (421) still goes out.
+// Once a write has failed nothing more is sent, and the error is returned
+// again: the trace marks every reply that did not go out.
 func (s *session) flush() error {
+	if s.writeErr != nil {
+		if len(s.out) > 0 {
+			s.traceUnsent(0, s.writeErr)
+			s.out = s.out[:0]
+		}
+		return s.writeErr
+	}
 	if len(s.out) == 0 {
 		return nil
 	}
 	s.conn.SetWriteDeadline(time.Now().Add(s.srv.set.commandTimeout))
 	n, err := s.stream().Write(s.out)
 	s.srv.stats.bytesOut.Add(uint64(n))
+	if err != nil {
+		s.writeErr = err
+		s.traceUnsent(n, err)
+	}
 	if cap(s.out) > readBufferSize {
 		s.out = nil // do not keep a large batch's buffer while idle
 	} else {
 		s.out = s.out[:0]
 	}
 	return err
+}
+
+// traceUnsent says, in the trace and the transcript, that the replies queued
+// in s.out past its first written octets did not reach the client whole: the
+// trace showed them when they were queued.
+func (s *session) traceUnsent(written int, err error) {
+	lost := 0
+	for start := 0; start < len(s.out); {
+		end := start + bytes.IndexByte(s.out[start:], '\n') + 1
+		// The last line of a reply has a space after its code.
+		if end > written && end-start > 3 && s.out[start+3] == ' ' {
+			lost++
+		}
+		start = end
+	}
+	if lost == 0 {
+		return
+	}
+	what := "the reply above was"
+	if lost > 1 {
+		what = fmt.Sprintf("the %d replies above were", lost)
+	}
+	s.event("%s not sent: %v", what, traceReason(err))
 }
 
 func isTimeout(err error) bool {

@@ -49,7 +49,8 @@ type Config struct {
 	// MaxConns is the most concurrent sessions; a client over the limit
 	// gets 421 4.3.2 and is disconnected. 0 means 10000. Each session is
 	// one open file: keep MaxConns under the process's open-file limit,
-	// with some to spare. Past that limit accept fails, and Serve backs
+	// with some to spare (up to 128 more stay open for a second after
+	// their sessions, see SECURITY.md). Past that limit accept fails, and Serve backs
 	// off and retries while new clients wait, unanswered, in the listen
 	// queue. An idle session costs the server about 4.5 KiB.
 	MaxConns int
@@ -201,14 +202,16 @@ type Config struct {
 	// stops a client that trickles message data just fast enough to beat
 	// DataTimeout. 0 means 30 minutes.
 	SessionTimeout time.Duration
-	// GreetDelay is how long the server waits, silent, before its
-	// greeting; a client that sends anything in that time is an "early
-	// talker" (RFC 5321 §4.3.1: the client waits for the greeting) and
-	// gets 554 5.5.0 and is disconnected. 0 means no wait: the server
-	// then only looks, at no cost, at whether the client has already sent
-	// something by the time it greets. Spam software that does not wait
-	// is caught better with a second or more (Postfix's postscreen waits
-	// 6 s), at the price of that much latency for every client.
+	// GreetDelay, if set, turns on the early talker check: the server
+	// waits that long, silent, before its greeting, and a client that
+	// sends anything meanwhile (RFC 5321 §4.3.1: the client waits for the
+	// greeting) gets 554 5.5.0 and is disconnected, as Sendmail's
+	// greet_pause and Postfix's postscreen pregreet test do. Spam software
+	// that does not wait is caught with a second or more (postscreen waits
+	// 6 s), at the price of that much latency for every client. 0, the
+	// default, means no wait and no check: a client that talks first, as
+	// "cat mail.txt | nc" does, is served, its commands taken as one
+	// pipelined batch.
 	GreetDelay time.Duration
 	// ProxyFrom lists the networks of trusted proxies (HAProxy, a load
 	// balancer) that begin each connection with a PROXY protocol header,
@@ -296,6 +299,7 @@ type Server struct {
 	refused       atomic.Int64 // management requests refused since the last log line
 	refusedLogged atomic.Int64 // when that line was written, Unix nanoseconds
 	web           webFront     // the HTTP view (web.go)
+	lingering     atomic.Int64 // connections in a graceful close (hangUp)
 
 	mu          sync.Mutex
 	listeners   map[net.Listener]struct{}
@@ -598,8 +602,9 @@ func (srv *Server) startSession(conn net.Conn, implicitTLS bool) {
 		return
 	}
 	if len(srv.sessions) >= srv.set.maxConns {
+		srv.wg.Add(1)
 		srv.mu.Unlock()
-		srv.refuse(conn, implicitTLS)
+		go srv.refuse(conn, implicitTLS) // calls srv.wg.Done
 		return
 	}
 	s := newSession(srv, conn, srv.nextSession.Add(1))
@@ -611,20 +616,21 @@ func (srv *Server) startSession(conn net.Conn, implicitTLS bool) {
 	go s.serve() // session.end calls srv.wg.Done
 }
 
-// refuse answers a connection over MaxConns with 421 and closes it. A new
-// connection's send buffer is empty, so the write does not block; the
-// deadline is there in case it ever does. On the implicit TLS port a
-// plain-text reply would only be a TLS protocol error to the client, and a
-// handshake is the very cost being refused: that connection is just closed.
+// refuse answers a connection over MaxConns with 421 and closes it, in a
+// goroutine of its own: the accept loop must not wait for the write, nor for
+// the graceful close (hangUp). A new connection's send buffer is empty, so
+// the write does not block; the deadline is there in case it ever does. On
+// the implicit TLS port a plain-text reply would only be a TLS protocol error
+// to the client, and a handshake is the very cost being refused: that
+// connection is just closed.
 func (srv *Server) refuse(conn net.Conn, implicitTLS bool) {
-	if implicitTLS {
-		conn.Close()
-		return
+	defer srv.wg.Done()
+	if !implicitTLS {
+		conn.SetWriteDeadline(time.Now().Add(time.Second))
+		n, _ := conn.Write(replyTooManyConns(srv.set.hostname).appendTo(nil))
+		srv.stats.bytesOut.Add(uint64(n))
 	}
-	conn.SetWriteDeadline(time.Now().Add(time.Second))
-	n, _ := conn.Write(replyTooManyConns(srv.set.hostname).appendTo(nil))
-	srv.stats.bytesOut.Add(uint64(n))
-	conn.Close()
+	srv.hangUp(conn, nil, true)
 }
 
 func (srv *Server) untrack(s *session) {

@@ -218,8 +218,9 @@ func (b *bodyTrace) endLine() {
 	b.line, b.truncated = b.line[:0], false
 }
 
-// end traces the summary and the end-of-data line.
-func (b *bodyTrace) end(size int64) {
+// end traces the summary and, when the client sent it (ended), the
+// end-of-data line. A last line the client did not end is traced as it came.
+func (b *bodyTrace) end(size int64, ended bool) {
 	if len(b.line) > 0 || b.truncated {
 		b.endLine()
 	}
@@ -227,6 +228,11 @@ func (b *bodyTrace) end(size int64) {
 	if hidden := b.lines - shownBodyLines; hidden > 0 && !b.t.body {
 		summary += fmt.Sprintf(", %d not shown (-trace-body shows them)", hidden)
 	}
+	if !ended {
+		summary += ", without the end-of-data line"
+	}
 	b.t.event(b.id, "%s", summary)
-	b.t.client(b.id, ".")
+	if ended {
+		b.t.client(b.id, ".")
+	}
 }

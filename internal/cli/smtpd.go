@@ -123,7 +123,7 @@ func (f *smtpdFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.maxAuthFailures, "max-auth-failures", smtpd.DefaultMaxAuthFailures, "failed AUTH attempts before a session is closed")
 	fs.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", 0, "most concurrent sessions from one client address (default 100, loopback clients exempt; a value given applies to all)")
 	fs.DurationVar(&f.sessionTimeout, "session-timeout", smtpd.DefaultSessionTimeout, "longest time a session may last")
-	fs.DurationVar(&f.greetDelay, "greet-delay", 0, "wait this long before the greeting; a client talking meanwhile gets 554")
+	fs.DurationVar(&f.greetDelay, "greet-delay", 0, "refuse early talkers: wait this long before the greeting, and a client talking meanwhile gets 554 (default 0: no wait, a client talking first is served)")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) of the whole run to `file`")
 	fs.StringVar(&f.memProfile, "memprofile", "", "write an allocation profile (go tool pprof) to `file` at exit")
 	fs.StringVar(&f.proxyFrom, "proxy-from", "", "comma-separated `CIDRs` of trusted proxies that send a PROXY protocol header")
@@ -363,8 +363,10 @@ var configToFlags = strings.NewReplacer("Config.Hostname", "-hostname", "Config.
 
 // spareFiles is what the server needs open besides its sessions: the
 // listeners, the access log, the Maildir root, a message being stored, a
-// content filter's pipes, the runtime's own.
-const spareFiles = 64
+// content filter's pipes, the runtime's own (64), and the connections of
+// ended sessions still in their graceful close (128 at most, see
+// SECURITY.md).
+const spareFiles = 64 + 128
 
 // fitOpenFiles returns the session limit to use under the open-file limit
 // (0: unknown). Each session is one descriptor; past the limit a new client
