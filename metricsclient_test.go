@@ -158,8 +158,8 @@ func TestMetricsClientCommands(t *testing.T) {
 		if got, err := c.Verbose(ctx); err != nil || got != on {
 			t.Errorf("Verbose() = %v, %v after SetVerbose(%v)", got, err, on)
 		}
-		if got := s.srv.Stats().Verbose; got != on {
-			t.Errorf("Stats().Verbose = %v after SetVerbose(%v)", got, on)
+		if got := s.srv.RuntimeSettings().Verbose; got != on {
+			t.Errorf("RuntimeSettings().Verbose = %v after SetVerbose(%v)", got, on)
 		}
 	}
 	if err := c.SetMaxSize(ctx, 20480000); err != nil {
@@ -198,7 +198,7 @@ func TestMetricsClientCommands(t *testing.T) {
 			t.Errorf("%s: error %v, want *StatusError{%v, %v}", tc.what, tc.err, tc.cmd, tc.want)
 		}
 	}
-	if got := s.srv.Stats().MaxMessageBytes; got != 12345 {
+	if got := s.srv.RuntimeSettings().MaxMessageBytes; got != 12345 {
 		t.Errorf("size limit = %d after a refused SetMaxSize(0), want 12345", got)
 	}
 
@@ -390,7 +390,7 @@ func TestMetricsClientRetransmits(t *testing.T) {
 				lastTS = ts
 			}
 			if tc.wantErr == nil {
-				if got := s.srv.Stats().MaxMessageBytes; got != int64(want) {
+				if got := s.srv.RuntimeSettings().MaxMessageBytes; got != int64(want) {
 					t.Errorf("server size limit = %d, want %d", got, want)
 				}
 			}
@@ -651,7 +651,7 @@ func TestMetricsClientWrongKey(t *testing.T) {
 	if !errors.As(err, &se) || se.Status != smtpd.StatusAuthFailed {
 		t.Errorf("Do with the wrong key = %d, %v; want *StatusError AUTH_FAILED", v, err)
 	}
-	if got := s.srv.Stats().MaxMessageBytes; got != smtpd.DefaultMaxMessageBytes {
+	if got := s.srv.RuntimeSettings().MaxMessageBytes; got != smtpd.DefaultMaxMessageBytes {
 		t.Errorf("a request with the wrong key set the size limit to %d", got)
 	}
 }

@@ -38,16 +38,6 @@ func (m ColorMode) String() string {
 	return colorModeNames[m]
 }
 
-// ParseColorMode parses "auto", "always" or "never".
-func ParseColorMode(s string) (ColorMode, error) {
-	for i, name := range colorModeNames {
-		if s == name {
-			return ColorMode(i), nil
-		}
-	}
-	return ColorAuto, fmt.Errorf("smtpd: color mode %q is not auto, always or never", s)
-}
-
 // tracer writes the session trace: one line per protocol line, such as
 //
 //	14:25:11.123 [7] C: MAIL FROM:<bob@example.net>
@@ -113,17 +103,50 @@ func (t *tracer) event(id, format string, args ...any) {
 	}
 }
 
+// write writes a line of session id; an id of "" is a line of the server
+// as a whole.
 func (t *tracer) write(id, text string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	// Checked again under the lock: no line of a session that looked
+	// before the trace was turned off may follow "trace off" (turn).
+	if t.on.Load() {
+		t.writeLocked(id, text)
+	}
+}
+
+func (t *tracer) writeLocked(id, text string) {
 	b := make([]byte, 0, 32+len(text))
 	b = time.Now().AppendFormat(b, "15:04:05.000")
-	b = append(b, " ["...)
-	b = append(b, id...)
-	b = append(b, "] "...)
+	if id != "" {
+		b = append(b, " ["...)
+		b = append(b, id...)
+		b = append(b, ']')
+	}
+	b = append(b, ' ')
 	b = append(b, text...)
 	b = append(b, '\n')
-	t.mu.Lock()
 	t.w.Write(b)
-	t.mu.Unlock()
+}
+
+// turn switches the trace on or off, and marks the change in it, saying
+// why: "* trace off (why)" is the last line before the trace goes quiet,
+// and "* trace on (why)" the first when it comes back, so that a gap in a
+// projected trace is explained. Switching to the state in force writes
+// nothing.
+func (t *tracer) turn(on bool, why string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.on.Load() == on {
+		return
+	}
+	if !on {
+		t.writeLocked("", t.pal.Event.Sprint("* trace off ("+why+")"))
+	}
+	t.on.Store(on)
+	if on {
+		t.writeLocked("", t.pal.Event.Sprint("* trace on ("+why+")"))
+	}
 }
 
 // visible returns s with control characters and invalid UTF-8 escaped.

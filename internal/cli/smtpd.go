@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/tpe-protos/smtpd"
 )
 
@@ -189,9 +191,9 @@ func (f *smtpdFlags) check() error {
 }
 
 func (f *smtpdFlags) config(stdout, stderr io.Writer) (smtpd.Config, error) {
-	colorMode, err := smtpd.ParseColorMode(f.color)
+	colorMode, err := parseColorMode(f.color)
 	if err != nil {
-		return smtpd.Config{}, fmt.Errorf("-color %q: want auto, always or never", f.color)
+		return smtpd.Config{}, err
 	}
 	var domains []string
 	for _, d := range strings.Split(f.domains, ",") {
@@ -521,11 +523,13 @@ func hashPassword(stdin io.Reader, stdout, stderr io.Writer) int {
 	if password == "" {
 		return usageError(stderr, "smtpd", errors.New("-hash-password: no password on standard input"))
 	}
-	hash, err := smtpd.HashPassword(password)
+	// bcrypt uses at most 72 bytes: a longer password is refused rather
+	// than silently cut.
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
 	if err != nil {
-		return usageError(stderr, "smtpd", fmt.Errorf("-hash-password: %v", strings.TrimPrefix(err.Error(), "smtpd: ")))
+		return usageError(stderr, "smtpd", fmt.Errorf("-hash-password: %v", err))
 	}
-	fmt.Fprintln(stdout, hash)
+	fmt.Fprintf(stdout, "%s\n", hash)
 	return exitOK
 }
 
