@@ -97,10 +97,10 @@ func (f *smtpdFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.maxRcpt, "max-rcpt", smtpd.DefaultMaxRecipients, "most recipients per message")
 	fs.IntVar(&f.maxConns, "max-conns", smtpd.DefaultMaxConns, "most concurrent sessions (the default is lowered to fit the open-file limit)")
 	fs.IntVar(&f.maxErrors, "max-errors", smtpd.DefaultMaxErrors, "error replies before a session is closed")
-	fs.BoolVar(&f.verbose, "v", false, "start with the session trace on")
+	fs.BoolVar(&f.verbose, "v", false, "start with the session trace on (-explain and -trace-body turn it on too)")
 	fs.StringVar(&f.color, "color", "auto", "trace colors: auto, always or never")
-	fs.BoolVar(&f.explain, "explain", false, "follow each reply in the trace with what it means and its RFC section")
-	fs.BoolVar(&f.traceBody, "trace-body", false, "trace message data whole (default: the first lines and the size)")
+	fs.BoolVar(&f.explain, "explain", false, "follow each reply in the trace with what it means and its RFC section (turns the trace on)")
+	fs.BoolVar(&f.traceBody, "trace-body", false, "trace message data whole (default: the first lines and the size; turns the trace on)")
 	fs.BoolVar(&f.strictCRLF, "strict-crlf", false, "refuse lines ending in a bare LF (default: take them, and say so in the trace)")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", smtpd.DefaultCommandTimeout, "how long to wait for a command")
 	fs.DurationVar(&f.dataTimeout, "data-timeout", smtpd.DefaultDataTimeout, "how long to wait for each block of message data")
@@ -320,6 +320,11 @@ func Smtpd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	}
 	if err := f.check(); err != nil {
 		return usageError(stderr, "smtpd", err)
+	}
+	if !isSet(fs, "v") {
+		// Asking for explanations or whole messages is asking for the
+		// trace; -v=false -explain starts quiet, ready for verbose-on.
+		f.verbose = f.explain || f.traceBody
 	}
 	f.maxConns = fitOpenFiles(stderr, f.maxConns, isSet(fs, "max-conns"), openFileLimit())
 	cfg, err := f.config(stdout, stderr)
