@@ -433,16 +433,26 @@ func (s *session) readLine() (string, error) {
 }
 
 // tracePipelined notes, in the trace, a command that came with more lines
-// behind it in the same read: a PIPELINING batch (RFC 2920), whose replies
-// go back together once the batch is handled.
+// behind it in the same read. Once an EHLO reply has offered PIPELINING,
+// that is a pipelined batch (RFC 2920), whose replies go back together.
+// Before (after HELO, or before EHLO, or even before the greeting) it is
+// not: RFC 2920 §3.1 lets a client batch commands only once EHLO has shown
+// the extension, and EHLO itself only as the last of a batch. The server
+// answers such a batch in order all the same (the original project's
+// "cat mail.txt | nc" demo sends one), and the trace says what it is.
 func (s *session) tracePipelined() {
 	if !s.srv.trace.enabled() {
 		return
 	}
 	more, _ := s.br.Peek(s.br.Buffered())
 	n := bytes.Count(more, []byte{'\n'})
-	if n > 0 {
+	switch {
+	case n == 0:
+	case s.esmtp:
 		s.event("pipelining: this command came with %d more lines in one read (RFC 2920); their replies go back together", n)
+	default:
+		s.event("not pipelining: this command came with %d more lines in one read, before EHLO offered PIPELINING (perhaps before the greeting); "+
+			"RFC 2920 §3.1 allows a batch only once EHLO has shown PIPELINING, with EHLO last; the server answers them in order anyway", n)
 	}
 }
 
