@@ -71,6 +71,7 @@ type session struct {
 	nullFrom bool
 	params   mailParams
 	rcpts    []address
+	rcptSeen map[address]bool // rcpts, domains lower-cased: each is kept once
 
 	// The dialogue so far, kept for Message.Transcript when the server
 	// hands messages to Config.Delivered. Only appended to, so that each
@@ -608,6 +609,12 @@ func (s *session) cmdRCPT(arg string) reply {
 		return replySyntaxRCPT
 	case !to.ascii() && !s.params.smtputf8:
 		return replyNeedSMTPUTF8
+	case s.rcptSeen[to.key()]:
+		// RFC 5321 does not forbid giving a recipient twice; one copy
+		// is what the client wants, as Postfix's cleanup and Gmail
+		// also decide.
+		s.event("<%s> given twice: kept once in the envelope (one copy, once in an added To: and in access.log)", to.raw)
+		return replyRecipientAgain
 	case len(s.rcpts) >= s.srv.set.maxRecipients:
 		// RFC 5321 §4.5.3.1.10: 452, and the client sends the rest
 		// in another transaction.
@@ -619,6 +626,10 @@ func (s *session) cmdRCPT(arg string) reply {
 		return r
 	}
 	s.rcpts = append(s.rcpts, to)
+	if s.rcptSeen == nil {
+		s.rcptSeen = make(map[address]bool)
+	}
+	s.rcptSeen[to.key()] = true
 	s.state = stateRcpt
 	return replyRecipientOK
 }
@@ -854,6 +865,7 @@ func (s *session) reset() {
 	}
 	s.from, s.nullFrom, s.params = address{}, false, mailParams{}
 	s.rcpts = s.rcpts[:0]
+	s.rcptSeen = nil // not kept, cleared, while the session idles
 }
 
 // send queues a reply.
