@@ -45,7 +45,8 @@ type Message struct {
 	AuthPassword string
 	// Size is the size of the message data in octets, in its wire form.
 	Size int64
-	// Time is when the server accepted the message.
+	// Time is when the message's data began to arrive: the date of its
+	// Received header field. (access.log gives the time of the 250.)
 	Time time.Time
 	// Paths are the files the message was stored as, one per recipient
 	// mailbox (RFC 5321 recipients that map to the same mailbox share one).

@@ -727,10 +727,11 @@ func (srv *Server) releaseResources() {
 	})
 }
 
-// accepted records a stored message: counters, access log, Delivered.
+// accepted records a stored message, just before its 250 reply: counters,
+// access log, Delivered.
 func (srv *Server) accepted(m *Message) {
 	srv.stats.messages.Add(1)
-	if err := srv.access.write(m); err != nil {
+	if err := srv.access.write(m, time.Now()); err != nil {
 		srv.log.Error("smtpd: access log", "queue_id", m.ID, "err", err)
 	}
 	if srv.Config.Delivered != nil {
