@@ -22,7 +22,7 @@ import (
 
 // Config holds the settings of a Server. The zero Config is valid and safe:
 // a zero field means the documented default, never "unlimited". Negative
-// numbers are refused.
+// numbers are refused, but for MaxConnsPerIP's -1 (no limit).
 type Config struct {
 	// Addr is the TCP address ListenAndServe listens on; "" means ":2525".
 	Addr string
@@ -172,7 +172,10 @@ type Config struct {
 	// it gets 421 4.7.0 and is disconnected. 0 means 100 for remote
 	// clients and no limit for loopback ones: the machine's own tests,
 	// load generators and tools (Postfix likewise exempts $mynetworks). A
-	// value set here applies to every client, loopback ones too.
+	// value set here applies to every client, loopback ones too. -1 means
+	// no limit at all: for a classroom whose students each open hundreds
+	// of connections from their own machines, or clients that all come
+	// through one NAT address.
 	MaxConnsPerIP int
 	// SessionTimeout bounds a whole session, however busy: once it has
 	// passed, the next read ends the session with 421 4.4.2. It is what
@@ -216,7 +219,7 @@ type settings struct {
 	tlsConfig        *tls.Config // the clone in use; nil without TLS
 	authFailureDelay time.Duration
 	maxAuthFailures  int
-	maxConnsPerIP    int
+	maxConnsPerIP    int  // 0: no limit
 	limitLoopback    bool // MaxConnsPerIP was set: loopback clients count too
 	sessionTimeout   time.Duration
 	greetDelay       time.Duration
@@ -367,7 +370,7 @@ func (c *Config) settings() (settings, error) {
 
 		authFailureDelay: orDefault(c.AuthFailureDelay, DefaultAuthFailureDelay),
 		maxAuthFailures:  orDefault(c.MaxAuthFailures, DefaultMaxAuthFailures),
-		maxConnsPerIP:    orDefault(c.MaxConnsPerIP, DefaultMaxConnsPerIP),
+		maxConnsPerIP:    max(orDefault(c.MaxConnsPerIP, DefaultMaxConnsPerIP), 0),
 		limitLoopback:    c.MaxConnsPerIP != 0,
 		sessionTimeout:   orDefault(c.SessionTimeout, DefaultSessionTimeout),
 		greetDelay:       c.GreetDelay,
@@ -404,8 +407,8 @@ func (c *Config) settings() (settings, error) {
 		return s, errors.New("smtpd: Config.AuthFailureDelay must not be negative")
 	case c.MaxAuthFailures < 0:
 		return s, errors.New("smtpd: Config.MaxAuthFailures must not be negative")
-	case c.MaxConnsPerIP < 0:
-		return s, errors.New("smtpd: Config.MaxConnsPerIP must not be negative")
+	case c.MaxConnsPerIP < -1:
+		return s, errors.New("smtpd: Config.MaxConnsPerIP must be -1 (no limit), 0 (the default) or positive")
 	case c.SessionTimeout < 0:
 		return s, errors.New("smtpd: Config.SessionTimeout must not be negative")
 	case c.GreetDelay < 0:

@@ -121,7 +121,7 @@ func (f *smtpdFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.requireAuth, "require-auth", false, "refuse MAIL from clients that have not authenticated (530 5.7.0)")
 	fs.DurationVar(&f.authDelay, "auth-delay", smtpd.DefaultAuthFailureDelay, "wait before answering bad credentials")
 	fs.IntVar(&f.maxAuthFailures, "max-auth-failures", smtpd.DefaultMaxAuthFailures, "failed AUTH attempts before a session is closed")
-	fs.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", 0, "most concurrent sessions from one client address (default 100, loopback clients exempt; a value given applies to all)")
+	fs.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", 0, "most concurrent sessions from one client address (0: 100, loopback clients exempt; a value given applies to all; -1: no limit)")
 	fs.DurationVar(&f.sessionTimeout, "session-timeout", smtpd.DefaultSessionTimeout, "longest time a session may last")
 	fs.DurationVar(&f.greetDelay, "greet-delay", 0, "wait this long before the greeting; a client talking meanwhile gets 554")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) of the whole run to `file`")
@@ -165,8 +165,8 @@ func (f *smtpdFlags) check() error {
 		return fmt.Errorf("-auth-delay %v: must be positive", f.authDelay)
 	case f.maxAuthFailures <= 0:
 		return fmt.Errorf("-max-auth-failures %d: must be positive", f.maxAuthFailures)
-	case f.maxConnsPerIP < 0:
-		return fmt.Errorf("-max-conns-per-ip %d: must not be negative", f.maxConnsPerIP)
+	case f.maxConnsPerIP < -1:
+		return fmt.Errorf("-max-conns-per-ip %d: must be -1 (no limit), 0 (the default) or positive", f.maxConnsPerIP)
 	case f.sessionTimeout <= 0:
 		return fmt.Errorf("-session-timeout %v: must be positive", f.sessionTimeout)
 	case f.greetDelay < 0:
