@@ -89,7 +89,7 @@ func (f *smtpdFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.listen, "l", "", "SMTP listen `address` (default all interfaces)")
 	fs.IntVar(&f.metricsPort, "M", 7030, "management UDP `port` (0: any free port, printed; -1: off)")
 	fs.StringVar(&f.metricsListen, "L", "127.0.0.1", "management listen `address`")
-	fs.StringVar(&f.dataDir, "d", smtpd.DefaultDataDir, "data `directory`: Maildir/, access.log, metrics.key, metrics.state")
+	fs.StringVar(&f.dataDir, "d", defaultDataDir(), "data `directory`: Maildir/, access.log, metrics.key, metrics.state; $"+dataDirEnv+" sets the default")
 	fs.StringVar(&f.maildir, "maildir", "", "Maildir root `directory` (default DIR/Maildir)")
 	fs.StringVar(&f.hostname, "hostname", "", "`name` in the greeting, EHLO reply and Received header (default the host name)")
 	fs.StringVar(&f.domains, "domains", "", "comma-separated local `domains`; other recipients get 550 (default accept any)")
