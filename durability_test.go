@@ -18,7 +18,7 @@ import (
 )
 
 // TestDurabilityAfterSIGKILL kills the real smtpd process with SIGKILL in
-// the middle of heavy traffic and checks the promise of SPEC §3 and §5 on
+// the middle of heavy traffic and checks the promise of the README (250 only once every copy is durable) on
 // what it left behind: every message that got 250 is in new/ of each of
 // its recipients' mailboxes exactly once and whole, and nothing partial is
 // in new/ at all. Messages that were complete but not yet acknowledged may

@@ -11,7 +11,7 @@ import (
 // minMetricsKey is the shortest management key accepted: 128 bits.
 const minMetricsKey = 16
 
-// ServeMetrics answers management protocol requests (SPEC §6) arriving on
+// ServeMetrics answers management protocol requests (docs/metrics-protocol.md) arriving on
 // pc until Shutdown or Close. It always returns a non-nil error and closes
 // pc; after Shutdown or Close the error is ErrServerClosed.
 //

@@ -353,7 +353,7 @@ func isFieldName(b []byte) bool {
 
 // storedWriter turns a message's wire form, written to it, into its stored
 // form, written to w: the server's header fields first, then the message
-// with each CRLF turned into LF (SPEC §5).
+// with each CRLF turned into LF (see the README's Specification section).
 type storedWriter struct {
 	lf  lfWriter
 	hdr headerWriter
@@ -378,8 +378,8 @@ func (sw *storedWriter) Close() error {
 }
 
 // lfWriter turns each CRLF of what is written to it into LF, keeping every
-// other byte, bare CRs included: the line ending of Maildir files on Unix
-// (SPEC §5).
+// other byte, bare CRs included: the line ending of Maildir files on Unix,
+// as qmail, Postfix and Dovecot write them.
 type lfWriter struct {
 	w  io.Writer
 	cr bool // the last write ended with a CR whose fate is not known yet

@@ -15,8 +15,8 @@ import (
 	"time"
 )
 
-// The byte-level tests of the management protocol (SPEC §6,
-// docs/metrics-protocol.md): the worked example of the document, golden
+// The byte-level tests of the management protocol
+// (docs/metrics-protocol.md): the worked example of the document, golden
 // vectors, malformed datagrams against (*Server).answer, the value of every
 // command, the replay cache, and fuzzing of parseRequest and answer.
 
@@ -601,7 +601,7 @@ func checkAnswer(t *testing.T, srv *Server, data []byte, now time.Time) Status {
 }
 
 // FuzzParseRequest feeds arbitrary datagrams to parseRequest and answer.
-// parseRequest must classify every datagram as SPEC §6 says, never panic,
+// parseRequest must classify every datagram as docs/metrics-protocol.md §5 says, never panic,
 // and accept only what re-encodes to itself; answer must send nothing or
 // one response no larger than the datagram.
 func FuzzParseRequest(f *testing.F) {
@@ -690,4 +690,30 @@ func bareServer() *Server {
 	}
 	srv.maxSize.Store(DefaultMaxMessageBytes)
 	return srv
+}
+
+// TestRefusedRequestsLogRateLimited: refused requests (AUTH_FAILED) are
+// logged at most once every 10 seconds, with their count, as
+// docs/metrics-protocol.md §5 and §11.2 say: a flood of forged datagrams
+// cannot flood the log.
+func TestRefusedRequestsLogRateLimited(t *testing.T) {
+	var log bytes.Buffer
+	srv := bareServer()
+	srv.log = slog.New(slog.NewTextHandler(&log, nil))
+	otherKey := bytes.Repeat([]byte{0xee}, 32)
+	refuse := func(n int, now time.Time) {
+		for i := range n {
+			req := appendRequest(nil, request{command: CmdMessages, id: uint16(i), timestamp: uint64(now.UnixMilli())}, otherKey)
+			if got := checkAnswer(t, srv, req, now); got != StatusAuthFailed {
+				t.Fatalf("request with another key: %v, want AUTH_FAILED", got)
+			}
+		}
+	}
+	refuse(1000, exampleNow)                    // logged: the first, count=1
+	refuse(1000, exampleNow.Add(9*time.Second)) // within 10 s of it: counted only
+	refuse(1, exampleNow.Add(10*time.Second+1)) // logged: the 2000 since the first line
+	lines := strings.Split(strings.TrimSuffix(log.String(), "\n"), "\n")
+	if len(lines) != 2 || !strings.HasSuffix(lines[0], " count=1") || !strings.HasSuffix(lines[1], " count=2000") {
+		t.Errorf("3001 refusals in 10 s logged as:\n%s\nwant two lines, count=1 then count=2000", log.String())
+	}
 }

@@ -404,7 +404,7 @@ func (s *session) acquireReader() {
 }
 
 // readLine reads one line, without its line ending. A bare LF ends a command
-// line too (SPEC §3). A line over maxCommandLine octets is read to its end
+// line too (the README's Specification section). A line over maxCommandLine octets is read to its end
 // and reported as errLineTooLong; the session stays in sync.
 func (s *session) readLine() (string, error) {
 	line, err := s.br.ReadSlice('\n')
@@ -422,7 +422,7 @@ func (s *session) readLine() (string, error) {
 	}
 	line = line[:len(line)-1]
 	// A line ending in a bare LF, as plain nc sends them, is taken as a
-	// line (SPEC §3), and counted; StrictCRLF refuses it.
+	// line, and counted; StrictCRLF refuses it.
 	s.lfOnly = !bytes.HasSuffix(line, []byte{'\r'})
 	if s.lfOnly {
 		s.srv.stats.bareLF.Add(1)
@@ -691,7 +691,7 @@ func (s *session) mailboxes() []string {
 }
 
 // receive answers 354, reads the message data into a new delivery and
-// commits it. Only a committed delivery earns 250 (SPEC §3).
+// commits it. Only a committed delivery earns 250 (RFC 5321 §6.1).
 func (s *session) receive(m *Message) reply {
 	d, err := s.srv.store.create(s.mailboxes())
 	var sink io.Writer = d

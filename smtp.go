@@ -82,11 +82,11 @@ type Config struct {
 	TraceBody bool
 	// StrictCRLF refuses lines that end in a bare LF, as chasquid does:
 	// a command gets 500 5.5.2, a message 554 5.6.0. By default such
-	// lines are taken as lines (SPEC §3), and the trace says once per
+	// lines are taken as lines, and the trace says once per
 	// session that SMTP wants CRLF.
 	StrictCRLF bool
 	// MetricsAddr is the UDP address ListenAndServe also serves the
-	// management protocol on (SPEC §6); "" means none. Keep it on a
+	// management protocol on (docs/metrics-protocol.md); "" means none. Keep it on a
 	// loopback address unless the network is trusted: the protocol is
 	// authenticated, not encrypted.
 	MetricsAddr string
@@ -225,7 +225,8 @@ type settings struct {
 	greetDelay       time.Duration
 }
 
-// Defaults, from SPEC §2 and RFC 5321 §4.5.3.
+// Defaults, as the README's Command line section lists them, and from
+// RFC 5321 §4.5.3.
 const (
 	DefaultAddr            = ":2525"
 	DefaultDataDir         = "smtpd-data"

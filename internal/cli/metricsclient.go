@@ -37,7 +37,7 @@ type metricsClientFlags struct {
 }
 
 // MetricsClient runs the metrics_client command and returns its exit
-// status: with a command, it sends it and prints the answer (SPEC §2); with
+// status: with a command, it sends it and prints the answer (docs/metrics-protocol.md §9); with
 // none, it runs the interactive menu on stdin and stdout.
 func MetricsClient(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("metrics_client", flag.ContinueOnError)

@@ -45,7 +45,7 @@ func SmtpdMain() int {
 	return Smtpd(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 }
 
-// smtpdFlags are the command line of smtpd (SPEC §2).
+// smtpdFlags are the command line of smtpd (README: Command line).
 type smtpdFlags struct {
 	port, metricsPort     int
 	listen, metricsListen string
@@ -67,7 +67,7 @@ type smtpdFlags struct {
 	filter                string
 	filterTimeout         time.Duration
 
-	// Security (issue 5).
+	// Security (SECURITY.md).
 	tlsMode, tlsCert, tlsKey string
 	tlsPort                  int
 	users                    string
