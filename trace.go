@@ -31,6 +31,8 @@ const (
 
 var colorModeNames = [...]string{"auto", "always", "never"}
 
+// String returns "auto", "always" or "never", as the smtpd command's -color
+// flag spells them.
 func (m ColorMode) String() string {
 	if m < 0 || int(m) >= len(colorModeNames) {
 		return "ColorMode(" + strconv.Itoa(int(m)) + ")"
