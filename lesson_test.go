@@ -121,15 +121,7 @@ func TestLessonTrace(t *testing.T) {
 	dir := t.TempDir()
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "TMPDIR=" + os.TempDir(), "TZ=UTC"}
 	args := append(l.serverArgs, "-color", "always", "-hostname", "mx.class.example", "-d", "data", "-M", "-1")
-	p, err := startSmtpd(dir, env, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if !p.exited() {
-			p.kill()
-		}
-	})
+	p := startSmtpdForTest(t, dir, env, args...)
 	_, port, _ := strings.Cut(p.addr, ":")
 
 	typeSession(t, dir, onPort(l.ncCommand, port), l.typed)
