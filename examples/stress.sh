@@ -7,8 +7,8 @@
 #
 # It reports how many connections were greeted (220) and how many refused
 # (421: over -max-conns, or over -max-conns-per-ip when HOST is not this
-# machine). Each connection is one nc process and one open file of the
-# server: for thousands, raise the limits (ulimit -n, ulimit -u) first.
+# machine). Each connection is one nc process here (ulimit -u) and one open
+# file of the server (its ulimit -n): for thousands, raise them first.
 set -u
 
 usage() { echo "usage: stress.sh N [HOST [PORT]]" >&2; exit 2; }
