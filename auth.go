@@ -340,7 +340,8 @@ func (u Users) Authenticate(ctx context.Context, user, password string) error {
 }
 
 // ParseUsers reads a users file: one "user:bcrypt-hash" per line, as
-// HashPassword (or htpasswd -B) makes them. Blank lines and lines starting
+// "smtpd -hash-password" (or "htpasswd -B", or bcrypt.GenerateFromPassword
+// of golang.org/x/crypto/bcrypt) makes them. Blank lines and lines starting
 // with '#' are ignored. A user name is valid UTF-8 without spaces, control
 // characters or ':'. An error names the first bad line.
 func ParseUsers(r io.Reader) (Users, error) {
@@ -381,15 +382,4 @@ func validUserName(user string) bool {
 		}
 	}
 	return true
-}
-
-// HashPassword returns the bcrypt hash of password, as a users file line
-// wants it. bcrypt uses at most 72 bytes; a longer password is refused
-// rather than silently cut.
-func HashPassword(password string) (string, error) {
-	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
-	if err != nil {
-		return "", fmt.Errorf("smtpd: %w", err)
-	}
-	return string(h), nil
 }

@@ -101,11 +101,11 @@ func (s *session) timeoutReply() reply {
 
 // claimIP counts the session against MaxConnsPerIP and reports whether it
 // is within the limit. Loopback clients are not counted unless
-// MaxConnsPerIP was set. Addresses that are not IP (a net.Pipe in tests, a
-// Unix socket) are not limited.
+// MaxConnsPerIP was set, and nobody is with MaxConnsPerIP -1. Addresses
+// that are not IP (a net.Pipe in tests, a Unix socket) are not limited.
 func (s *session) claimIP() bool {
 	ip := remoteIP(s.remote)
-	if !ip.IsValid() || ip.IsLoopback() && !s.srv.set.limitLoopback {
+	if !ip.IsValid() || s.srv.set.maxConnsPerIP == 0 || ip.IsLoopback() && !s.srv.set.limitLoopback {
 		return true
 	}
 	srv := s.srv

@@ -71,6 +71,7 @@ type session struct {
 	nullFrom bool
 	params   mailParams
 	rcpts    []address
+	rcptSeen map[address]bool // rcpts, domains lower-cased: each is kept once
 
 	// The session's log, when the server keeps one (Message.Transcript,
 	// Config.SessionStarted); nil otherwise.
@@ -432,7 +433,7 @@ func (s *session) acquireReader() {
 }
 
 // readLine reads one line, without its line ending. A bare LF ends a command
-// line too (SPEC §3). A line over maxCommandLine octets is read to its end
+// line too (the README's Specification section). A line over maxCommandLine octets is read to its end
 // and reported as errLineTooLong; the session stays in sync.
 func (s *session) readLine() (string, error) {
 	line, err := s.br.ReadSlice('\n')
@@ -450,7 +451,7 @@ func (s *session) readLine() (string, error) {
 	}
 	line = line[:len(line)-1]
 	// A line ending in a bare LF, as plain nc sends them, is taken as a
-	// line (SPEC §3), and counted; StrictCRLF refuses it.
+	// line, and counted; StrictCRLF refuses it.
 	s.lfOnly = !bytes.HasSuffix(line, []byte{'\r'})
 	if s.lfOnly {
 		s.srv.stats.bareLF.Add(1)
@@ -462,16 +463,26 @@ func (s *session) readLine() (string, error) {
 }
 
 // tracePipelined notes, in the trace, a command that came with more lines
-// behind it in the same read: a PIPELINING batch (RFC 2920), whose replies
-// go back together once the batch is handled.
+// behind it in the same read. Once an EHLO reply has offered PIPELINING,
+// that is a pipelined batch (RFC 2920), whose replies go back together.
+// Before (after HELO, or before EHLO, or even before the greeting) it is
+// not: RFC 2920 §3.1 lets a client batch commands only once EHLO has shown
+// the extension, and EHLO itself only as the last of a batch. The server
+// answers such a batch in order all the same (the original project's
+// "cat mail.txt | nc" demo sends one), and the trace says what it is.
 func (s *session) tracePipelined() {
 	if !s.srv.trace.enabled() {
 		return
 	}
 	more, _ := s.br.Peek(s.br.Buffered())
 	n := bytes.Count(more, []byte{'\n'})
-	if n > 0 {
+	switch {
+	case n == 0:
+	case s.esmtp:
 		s.event("pipelining: this command came with %d more lines in one read (RFC 2920); their replies go back together", n)
+	default:
+		s.event("not pipelining: this command came with %d more lines in one read, before EHLO offered PIPELINING (perhaps before the greeting); "+
+			"RFC 2920 §3.1 allows a batch only once EHLO has shown PIPELINING, with EHLO last; the server answers them in order anyway", n)
 	}
 }
 
@@ -702,6 +713,12 @@ func (s *session) cmdRCPT(arg string) reply {
 		return replySyntaxRCPT
 	case !to.ascii() && !s.params.smtputf8:
 		return replyNeedSMTPUTF8
+	case s.rcptSeen[to.key()]:
+		// RFC 5321 does not forbid giving a recipient twice; one copy
+		// is what the client wants, as Postfix's cleanup and Gmail
+		// also decide.
+		s.event("<%s> given twice: kept once in the envelope (one copy, once in an added To: and in access.log)", to.raw)
+		return replyRecipientAgain
 	case len(s.rcpts) >= s.srv.set.maxRecipients:
 		// RFC 5321 §4.5.3.1.10: 452, and the client sends the rest
 		// in another transaction.
@@ -713,6 +730,10 @@ func (s *session) cmdRCPT(arg string) reply {
 		return r
 	}
 	s.rcpts = append(s.rcpts, to)
+	if s.rcptSeen == nil {
+		s.rcptSeen = make(map[address]bool)
+	}
+	s.rcptSeen[to.key()] = true
 	s.state = stateRcpt
 	return replyRecipientOK
 }
@@ -775,7 +796,7 @@ func (s *session) mailboxes() []string {
 }
 
 // receive answers 354, reads the message data into a new delivery and
-// commits it. Only a committed delivery earns 250 (SPEC §3).
+// commits it. Only a committed delivery earns 250 (RFC 5321 §6.1).
 func (s *session) receive(m *Message) reply {
 	d, err := s.srv.store.create(s.mailboxes())
 	var sink io.Writer = d
@@ -947,6 +968,7 @@ func (s *session) reset() {
 	}
 	s.from, s.nullFrom, s.params = address{}, false, mailParams{}
 	s.rcpts = s.rcpts[:0]
+	s.rcptSeen = nil // not kept, cleared, while the session idles
 }
 
 // maxPendingOutput is how many octets of replies a session holds back, to

@@ -22,7 +22,7 @@ import (
 
 // Config holds the settings of a Server. The zero Config is valid and safe:
 // a zero field means the documented default, never "unlimited". Negative
-// numbers are refused.
+// numbers are refused, but for MaxConnsPerIP's -1 (no limit).
 type Config struct {
 	// Addr is the TCP address ListenAndServe listens on; "" means ":2525".
 	Addr string
@@ -83,11 +83,11 @@ type Config struct {
 	TraceBody bool
 	// StrictCRLF refuses lines that end in a bare LF, as chasquid does:
 	// a command gets 500 5.5.2, a message 554 5.6.0. By default such
-	// lines are taken as lines (SPEC §3), and the trace says once per
+	// lines are taken as lines, and the trace says once per
 	// session that SMTP wants CRLF.
 	StrictCRLF bool
 	// MetricsAddr is the UDP address ListenAndServe also serves the
-	// management protocol on (SPEC §6); "" means none. Keep it on a
+	// management protocol on (docs/metrics-protocol.md); "" means none. Keep it on a
 	// loopback address unless the network is trusted: the protocol is
 	// authenticated, not encrypted.
 	MetricsAddr string
@@ -195,7 +195,10 @@ type Config struct {
 	// it gets 421 4.7.0 and is disconnected. 0 means 100 for remote
 	// clients and no limit for loopback ones: the machine's own tests,
 	// load generators and tools (Postfix likewise exempts $mynetworks). A
-	// value set here applies to every client, loopback ones too.
+	// value set here applies to every client, loopback ones too. -1 means
+	// no limit at all: for a classroom whose students each open hundreds
+	// of connections from their own machines, or clients that all come
+	// through one NAT address.
 	MaxConnsPerIP int
 	// SessionTimeout bounds a whole session, however busy: once it has
 	// passed, the next read ends the session with 421 4.4.2. It is what
@@ -241,13 +244,14 @@ type settings struct {
 	tlsConfig        *tls.Config // the clone in use; nil without TLS
 	authFailureDelay time.Duration
 	maxAuthFailures  int
-	maxConnsPerIP    int
+	maxConnsPerIP    int  // 0: no limit
 	limitLoopback    bool // MaxConnsPerIP was set: loopback clients count too
 	sessionTimeout   time.Duration
 	greetDelay       time.Duration
 }
 
-// Defaults, from SPEC §2 and RFC 5321 §4.5.3.
+// Defaults, as the README's Command line section lists them, and from
+// RFC 5321 §4.5.3.
 const (
 	DefaultAddr            = ":2525"
 	DefaultDataDir         = "smtpd-data"
@@ -394,7 +398,7 @@ func (c *Config) settings() (settings, error) {
 
 		authFailureDelay: orDefault(c.AuthFailureDelay, DefaultAuthFailureDelay),
 		maxAuthFailures:  orDefault(c.MaxAuthFailures, DefaultMaxAuthFailures),
-		maxConnsPerIP:    orDefault(c.MaxConnsPerIP, DefaultMaxConnsPerIP),
+		maxConnsPerIP:    max(orDefault(c.MaxConnsPerIP, DefaultMaxConnsPerIP), 0),
 		limitLoopback:    c.MaxConnsPerIP != 0,
 		sessionTimeout:   orDefault(c.SessionTimeout, DefaultSessionTimeout),
 		greetDelay:       c.GreetDelay,
@@ -431,8 +435,8 @@ func (c *Config) settings() (settings, error) {
 		return s, errors.New("smtpd: Config.AuthFailureDelay must not be negative")
 	case c.MaxAuthFailures < 0:
 		return s, errors.New("smtpd: Config.MaxAuthFailures must not be negative")
-	case c.MaxConnsPerIP < 0:
-		return s, errors.New("smtpd: Config.MaxConnsPerIP must not be negative")
+	case c.MaxConnsPerIP < -1:
+		return s, errors.New("smtpd: Config.MaxConnsPerIP must be -1 (no limit), 0 (the default) or positive")
 	case c.SessionTimeout < 0:
 		return s, errors.New("smtpd: Config.SessionTimeout must not be negative")
 	case c.GreetDelay < 0:
@@ -767,11 +771,11 @@ func (srv *Server) releaseResources() {
 	})
 }
 
-// accepted records a stored message: counters, access log, the HTTP view,
-// Delivered.
+// accepted records a stored message, just before its 250 reply: counters,
+// access log, the HTTP view, Delivered.
 func (srv *Server) accepted(m *Message) {
 	srv.stats.messages.Add(1)
-	if err := srv.access.write(m); err != nil {
+	if err := srv.access.write(m, time.Now()); err != nil {
 		srv.log.Error("smtpd: access log", "queue_id", m.ID, "err", err)
 	}
 	srv.web.stored(m)
