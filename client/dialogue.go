@@ -29,8 +29,12 @@ import (
 type Dialogue struct {
 	// Resume is received from at each WAIT step, so that a test can
 	// make something happen at an exact point of the dialogue. A WAIT
-	// without it fails.
+	// without it (or Wait) fails.
 	Resume <-chan struct{}
+	// Wait, if set, is called at each WAIT step instead of receiving
+	// from Resume, so that several dialogues can wait for each other
+	// (all connected at once, say). An error stops the dialogue.
+	Wait func() error
 	// Step, if set, is called before each batch of held lines is sent,
 	// so that a lesson can go one exchange at a time (a PIPELINING batch
 	// is one exchange). An error stops the dialogue.
@@ -197,10 +201,13 @@ func (d *Dialogue) Play(c *Client) error {
 			}
 		case "WAIT":
 			err = flush()
-			if err == nil && d.Resume == nil {
+			switch {
+			case err != nil:
+			case d.Wait != nil:
+				err = d.Wait()
+			case d.Resume == nil:
 				err = errors.New("WAIT without a way to resume")
-			}
-			if err == nil {
+			default:
 				<-d.Resume
 			}
 		}

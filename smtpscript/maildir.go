@@ -1,0 +1,154 @@
+package smtpscript
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+// mail-count DIR N: see the package documentation.
+func cmdMailCount(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: mail-count DIR N")
+	}
+	want, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	dir := ts.MkAbs(args[0])
+	if got := len(readDirNames(ts, filepath.Join(dir, "new"))); got != want {
+		ts.Fatalf("mail-count: %s/new holds %d messages, want %d", args[0], got, want)
+	}
+	if tmp := readDirNames(ts, filepath.Join(dir, "tmp")); len(tmp) != 0 {
+		ts.Fatalf("mail-count: %s/tmp is not empty: %q", args[0], tmp)
+	}
+}
+
+// mail-cat [-body] DIR: see the package documentation. With -body, each
+// message's body is what follows its first empty line ("" when there is
+// none), so that cmp can check it byte for byte, bare CRs and 8-bit bytes
+// included, against a plain-text file.
+func cmdMailCat(ts *testscript.TestScript, neg bool, args []string) {
+	body := len(args) > 0 && args[0] == "-body"
+	if body {
+		args = args[1:]
+	}
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: mail-cat [-body] DIR")
+	}
+	dir := filepath.Join(ts.MkAbs(args[0]), "new")
+	for _, name := range readDirNames(ts, dir) {
+		msg := ts.ReadFile(filepath.Join(dir, name))
+		if body {
+			_, b, _ := strings.Cut(msg, "\n\n")
+			fmt.Fprintf(ts.Stdout(), "%s\n", strconv.Quote(b))
+			continue
+		}
+		fmt.Fprintf(ts.Stdout(), "== %s\n", name)
+		ts.Stdout().Write([]byte(msg))
+	}
+}
+
+// readDirNames lists a Maildir subdirectory in delivery order: the unique
+// names begin with seconds and microseconds.
+func readDirNames(ts *testscript.TestScript, dir string) []string {
+	entries, err := os.ReadDir(dir)
+	ts.Check(err)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	slices.SortFunc(names, compareMaildirNames)
+	return names
+}
+
+// compareMaildirNames orders "<sec>.M<usec>P…" names by time.
+func compareMaildirNames(a, b string) int {
+	key := func(s string) (int64, int64) {
+		sec, rest, _ := strings.Cut(s, ".M")
+		usec, _, _ := strings.Cut(rest, "P")
+		x, _ := strconv.ParseInt(sec, 10, 64)
+		y, _ := strconv.ParseInt(usec, 10, 64)
+		return x, y
+	}
+	as, au := key(a)
+	bs, bu := key(b)
+	if as != bs {
+		return int(as - bs)
+	}
+	if au != bu {
+		return int(au - bu)
+	}
+	return strings.Compare(a, b)
+}
+
+// landedWait bounds how long mail-landed waits for a message to show up:
+// a server may store a message after its 250 (which this server never
+// does).
+const landedWait = 5 * time.Second
+
+// [!] mail-landed MAILBOX [FILE]: see the package documentation.
+func cmdMailLanded(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 1 || len(args) > 2 {
+		ts.Fatalf("usage: mail-landed MAILBOX [FILE]")
+	}
+	root := ts.Getenv("SMTP_MAILDIR")
+	if root == "" {
+		return
+	}
+	since := setupOf(ts, "mail-landed").start
+	want := ""
+	if len(args) == 2 {
+		want = lf(ts.ReadFile(args[1]))
+	}
+	mailbox := filepath.Join(ts.MkAbs(root), args[0])
+	found := landed(mailbox, since, want)
+	if !neg {
+		for deadline := time.Now().Add(landedWait); found == "" && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+			found = landed(mailbox, since, want)
+		}
+	}
+	switch {
+	case found == "" && !neg:
+		ts.Fatalf("mail-landed: no message in %s/new since the script began %s", mailbox, wanted(args))
+	case found != "" && neg:
+		ts.Fatalf("mail-landed: %s landed, since the script began %s", found, wanted(args))
+	}
+	if tmp, _ := os.ReadDir(filepath.Join(mailbox, "tmp")); len(tmp) > 0 {
+		ts.Fatalf("mail-landed: %s/tmp is not empty: %d files", mailbox, len(tmp))
+	}
+}
+
+func wanted(args []string) string {
+	if len(args) == 2 {
+		return "ending with " + args[1]
+	}
+	return ""
+}
+
+// landed returns the name of a message file in mailbox/new written since
+// since (a second early, for file systems with coarse times) that ends with
+// want, or "".
+func landed(mailbox string, since time.Time, want string) string {
+	dir := filepath.Join(mailbox, "new")
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || info.ModTime().Before(since.Add(-time.Second)) {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err == nil && strings.HasSuffix(lf(string(data)), want) {
+			return filepath.Join(dir, e.Name())
+		}
+	}
+	return ""
+}
+
+// lf turns CRLF line endings into LF: a Maildir may hold either.
+func lf(s string) string { return strings.ReplaceAll(s, "\r\n", "\n") }
