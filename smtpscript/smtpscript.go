@@ -156,7 +156,7 @@ func setupOf(ts *testscript.TestScript, command string) *setup {
 // scriptState is what the commands of one script share.
 type scriptState struct {
 	server  *server
-	dialogs map[string]chan played  // smtp -bg NAME
+	dialogs map[string]chan played   // smtp -bg NAME
 	resumes map[string]chan struct{} // the WAIT steps of smtp -bg NAME
 }
 
