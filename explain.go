@@ -69,7 +69,7 @@ func ExplainReply(command string, code int) string {
 	if !known {
 		candidates = []reply{replyUnknownCommand}
 	} else if verb != "" && verb != "." {
-		candidates = slices.Concat(candidates, []reply{replyLineTooLong, replyNoArgument})
+		candidates = slices.Concat(candidates, []reply{replyLineTooLong})
 	}
 	var says []string
 	for _, r := range candidates {
@@ -89,11 +89,11 @@ var answersTo = map[string][]reply{
 	"EHLO":     {replySyntaxEHLO},
 	"MAIL":     {replySenderOK, replySyntaxMAIL, replyNeedHELO, replyNestedMAIL, replyTooBig, replyUnknownParameter, replyBadParameter, replyNeedSMTPUTF8, replyAuthRequired},
 	"RCPT":     {replyRecipientOK, replySyntaxRCPT, replyNeedMAIL, replyTooManyRcpts, replyDomainNotLocal, replyNullRecipient, replyUnknownParameter, replyBadParameter, replyNeedSMTPUTF8},
-	"DATA":     {replyStartData, replyNeedRCPT},
+	"DATA":     {replyStartData, replyNeedRCPT, replyNoArgument},
 	".":        {replyQueued(""), replyTooBig, replyLocalError, replyBareLFData},
-	"RSET":     {replyOK},
+	"RSET":     {replyOK, replyNoArgument},
 	"NOOP":     {replyOK},
-	"QUIT":     {replyBye},
+	"QUIT":     {replyBye, replyNoArgument},
 	"VRFY":     {replyVRFY, replySyntaxVRFY},
 	"HELP":     {replyHelp},
 	"STARTTLS": {replyReadyTLS, replyTLSActive, replyTLSInTransaction},

@@ -100,28 +100,50 @@ func cmdMailLanded(ts *testscript.TestScript, neg bool, args []string) {
 	if root == "" {
 		return
 	}
-	since := setupOf(ts, "mail-landed").start
+	before := setupOf(ts, "mail-landed").before
 	want := ""
 	if len(args) == 2 {
 		want = lf(ts.ReadFile(args[1]))
 	}
-	mailbox := filepath.Join(ts.MkAbs(root), args[0])
-	found := landed(mailbox, since, want)
+	root = ts.MkAbs(root)
+	mailbox := filepath.Join(root, args[0])
+	// tmp/ empties once the server is done with a message, delivered or
+	// not (a client that vanished mid-DATA leaves a partial one there
+	// for a moment): wait for that before looking at new/.
+	tmpEmpty := waitFor(func() bool { return isEmptyDir(filepath.Join(mailbox, "tmp")) })
+	found := ""
 	if !neg {
-		for deadline := time.Now().Add(landedWait); found == "" && time.Now().Before(deadline); {
-			time.Sleep(20 * time.Millisecond)
-			found = landed(mailbox, since, want)
-		}
+		waitFor(func() bool { found = landed(root, args[0], before, want); return found != "" })
+	} else {
+		found = landed(root, args[0], before, want)
 	}
 	switch {
 	case found == "" && !neg:
-		ts.Fatalf("mail-landed: no message in %s/new since the script began %s", mailbox, wanted(args))
+		ts.Fatalf("mail-landed: no new message in %s/new %s", mailbox, wanted(args))
 	case found != "" && neg:
-		ts.Fatalf("mail-landed: %s landed, since the script began %s", found, wanted(args))
+		ts.Fatalf("mail-landed: %s landed %s", found, wanted(args))
+	case !tmpEmpty:
+		ts.Fatalf("mail-landed: %s/tmp is not empty", mailbox)
 	}
-	if tmp, _ := os.ReadDir(filepath.Join(mailbox, "tmp")); len(tmp) > 0 {
-		ts.Fatalf("mail-landed: %s/tmp is not empty: %d files", mailbox, len(tmp))
+}
+
+// waitFor waits until done returns true, or landedWait passes, and
+// returns done's last answer.
+func waitFor(done func() bool) bool {
+	for deadline := time.Now().Add(landedWait); ; time.Sleep(20 * time.Millisecond) {
+		if done() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
 	}
+}
+
+// isEmptyDir reports whether dir holds no file (or does not exist).
+func isEmptyDir(dir string) bool {
+	entries, _ := os.ReadDir(dir)
+	return len(entries) == 0
 }
 
 func wanted(args []string) string {
@@ -131,15 +153,13 @@ func wanted(args []string) string {
 	return ""
 }
 
-// landed returns the name of a message file in mailbox/new written since
-// since (a second early, for file systems with coarse times) that ends with
-// want, or "".
-func landed(mailbox string, since time.Time, want string) string {
-	dir := filepath.Join(mailbox, "new")
+// landed returns the name of a message file in root/mailbox/new that is
+// not one of before and ends with want, or "".
+func landed(root, mailbox string, before map[string]bool, want string) string {
+	dir := filepath.Join(root, mailbox, "new")
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
-		info, err := e.Info()
-		if err != nil || info.ModTime().Before(since.Add(-time.Second)) {
+		if before[filepath.Join(mailbox, "new", e.Name())] {
 			continue
 		}
 		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
@@ -148,6 +168,19 @@ func landed(mailbox string, since time.Time, want string) string {
 		}
 	}
 	return ""
+}
+
+// maildirFiles returns the messages in the new/ of every mailbox of root,
+// as "MAILBOX/new/NAME".
+func maildirFiles(root string) map[string]bool {
+	files := make(map[string]bool)
+	names, _ := filepath.Glob(filepath.Join(root, "*", "new", "*"))
+	for _, name := range names {
+		if rel, err := filepath.Rel(root, name); err == nil {
+			files[rel] = true
+		}
+	}
+	return files
 }
 
 // lf turns CRLF line endings into LF: a Maildir may hold either.

@@ -95,18 +95,19 @@
 //		Writes the messages of DIR/new to stdout, oldest first (-body:
 //		only each one's body, Go-quoted on one line).
 //	mail-landed MAILBOX [FILE]
-//		When $SMTP_MAILDIR is set, checks that a message delivered since
-//		the script began is in $SMTP_MAILDIR/MAILBOX/new, ending with
-//		FILE's text (line endings aside), and that tmp/ is empty;
-//		without $SMTP_MAILDIR it checks nothing.
+//		When $SMTP_MAILDIR is set (a Maildir root), checks that a message
+//		not there when the script began is in $SMTP_MAILDIR/MAILBOX/new,
+//		ending with FILE's text (line endings aside), and that tmp/ is
+//		empty; waits 5 s at most for both. Without $SMTP_MAILDIR it
+//		checks nothing.
 //
 // Every network wait is bounded by $SMTP_TIMEOUT (a Go duration; 10s when
 // unset); a transcript is cut after 64 KiB.
 package smtpscript
 
 import (
+	"path/filepath"
 	"sync"
-	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 )
@@ -131,9 +132,16 @@ func Commands() map[string]func(ts *testscript.TestScript, neg bool, args []stri
 }
 
 // Setup prepares a script for the commands, for testscript.Params.Setup.
-// A Setup of one's own can call it.
+// A Setup of one's own can call it, after setting the environment.
 func Setup(e *testscript.Env) error {
-	e.Values[setupKey{}] = &setup{t: e.T(), start: time.Now()}
+	s := &setup{t: e.T()}
+	if root := e.Getenv("SMTP_MAILDIR"); root != "" {
+		if !filepath.IsAbs(root) {
+			root = filepath.Join(e.Cd, root)
+		}
+		s.before = maildirFiles(root)
+	}
+	e.Values[setupKey{}] = s
 	return nil
 }
 
@@ -141,8 +149,10 @@ type setupKey struct{}
 
 // setup is what Setup records for a script.
 type setup struct {
-	t     testscript.T // to skip the script
-	start time.Time    // mail-landed looks at messages delivered since
+	t testscript.T // to skip the script
+	// before holds the messages in $SMTP_MAILDIR when the script began
+	// ("alice/new/NAME"): mail-landed looks only at the others.
+	before map[string]bool
 }
 
 func setupOf(ts *testscript.TestScript, command string) *setup {
