@@ -1,7 +1,6 @@
 package smtpd_test
 
 import (
-	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,20 +15,24 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/tpe-protos/smtpd/internal/check"
 	"github.com/tpe-protos/smtpd/internal/cli"
+	"github.com/tpe-protos/smtpd/internal/smtpdproc"
 	"github.com/tpe-protos/smtpd/smtpscript"
 )
 
 var update = flag.Bool("update", false, "rewrite the cmp golden sections of testdata/script")
 
-// TestMain makes the test binary double as the smtpd command: testscript
-// puts it on $PATH under that name, for scripts and for tests that run the
-// command as a separate process.
+// TestMain makes the test binary double as the commands (smtpd,
+// metrics_client, smtpplay, smtpcheck): testscript puts it on $PATH under
+// their names, for scripts and for tests that run a command as a separate
+// process.
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"smtpd":          func() { os.Exit(cli.SmtpdMain()) },
 		"metrics_client": func() { os.Exit(cli.MetricsClientMain()) },
 		"smtpplay":       func() { os.Exit(cli.SmtpplayMain()) },
+		"smtpcheck":      func() { os.Exit(check.Main()) },
 	})
 }
 
@@ -102,28 +105,13 @@ func cmdPidsGone(ts *testscript.TestScript, neg bool, args []string) {
 	for _, field := range strings.Fields(ts.ReadFile(args[0])) {
 		pid, err := strconv.Atoi(field)
 		ts.Check(err)
-		for processRuns(pid, server) {
+		for smtpdproc.Runs(pid, server) {
 			if time.Now().After(deadline) {
 				ts.Fatalf("pids-gone: process %d still runs", pid)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-}
-
-// processRuns reports whether pid runs, or is a zombie child of parent.
-func processRuns(pid, parent int) bool {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// The fields after the command name, which is in parentheses.
-	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-	if len(fields) < 2 {
-		return false
-	}
-	ppid, _ := strconv.Atoi(fields[1])
-	return fields[0] != "Z" || ppid == parent
 }
 
 // smtpd-children N

@@ -224,10 +224,11 @@ func (d *Dialogue) Play(c *Client) error {
 }
 
 func (d *Dialogue) expectReply(c *Client, st step, flush func() error, answers *answered) error {
-	if err := flush(); err != nil {
-		return err
-	}
+	err := flush()
 	command := answers.next()
+	if err != nil {
+		return &StepError{Command: command, Err: err}
+	}
 	r, err := c.ReadReply()
 	if err != nil {
 		return &StepError{Command: command, Err: fmt.Errorf("reading reply for S: %s: %w", st.re, err)}

@@ -235,12 +235,16 @@ func play(tg target, d *client.Dialogue) played {
 	return played{transcript: tr.String(), err: err}
 }
 
+// checkPlayed writes the transcript to stdout and, for a dialogue that
+// failed as expected, the error to stderr.
 func checkPlayed(ts *testscript.TestScript, neg bool, res played) {
 	ts.Stdout().Write([]byte(res.transcript))
 	switch {
 	case res.err != nil && !neg:
 		ts.Fatalf("smtp: %v", res.err)
-	case res.err == nil && neg:
+	case res.err != nil:
+		fmt.Fprintf(ts.Stderr(), "smtp: %v\n", res.err)
+	case neg:
 		ts.Fatalf("smtp: dialogue succeeded unexpectedly")
 	}
 }

@@ -69,7 +69,8 @@
 //	smtp [-addr HOST:PORT] [-tls] [-cafile FILE] [-slow D] [-sessions N] [-bg NAME] FILE...
 //		Plays the dialogue in the FILEs, one after the other in one
 //		session, against $SMTP_ADDR (with -tls: implicit TLS to
-//		$TLS_ADDR) and writes its transcript to stdout. TLS checks the
+//		$TLS_ADDR) and writes its transcript to stdout (and with !, the
+//		step that failed to stderr). TLS checks the
 //		certificate against -cafile, or not at all without it. -slow
 //		sends every octet on its own, D apart; -sessions plays the
 //		dialogue in N sessions at once, whose WAIT steps wait until all

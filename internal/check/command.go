@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"strings"
 	"syscall"
 	"time"
 
@@ -77,6 +78,8 @@ func (f *smtpcheckFlags) check() error {
 		return errors.New("-ready goes with -exec")
 	case f.readyRE != nil && f.readyRE.NumSubexp() == 0:
 		return errors.New("-ready: the regexp needs a group, (…), for the port")
+	case f.exec != "" && f.ready == "" && !strings.Contains(f.exec, "{port}"):
+		return errors.New("-exec: put {port} where the server's port goes, or give -ready")
 	case f.timeout <= 0:
 		return fmt.Errorf("-timeout %v: must be positive", f.timeout)
 	}

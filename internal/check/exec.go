@@ -2,7 +2,6 @@ package check
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os/exec"
@@ -50,8 +49,6 @@ func startServerUnderTest(ctx context.Context, command string, ready *regexp.Reg
 			args[i] = strings.ReplaceAll(args[i], "{port}", strconv.Itoa(port))
 		}
 		s.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	} else if ready == nil {
-		return nil, errors.New("the command needs {port} where the server's port goes, or -ready")
 	}
 	s.cmd = exec.Command(args[0], args[1:]...)
 	s.cmd.Stdout = s.output

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -189,4 +191,22 @@ func (b *Output) WaitMatch(re *regexp.Regexp, timeout time.Duration) bool {
 			return false
 		}
 	}
+}
+
+// Runs reports whether the process pid runs, or is a zombie whose parent
+// is parent (one that parent failed to wait for; a zombie of another
+// parent is an orphan the system reaps). Linux only: elsewhere it reports
+// false.
+func Runs(pid, parent int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The fields after the command name, which is in parentheses.
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(fields) < 2 {
+		return false
+	}
+	ppid, _ := strconv.Atoi(fields[1])
+	return fields[0] != "Z" || ppid == parent
 }
