@@ -73,6 +73,7 @@ func TestBrokenToys(t *testing.T) {
 		{"no dot-unstuffing", flawNoUnstuffing, "basic/dot_stuffing", 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // mostly waiting for replies that do not come
 			ty := startToy(t, tc.flaw)
 			// A broken server makes some cases wait for replies that
 			// never come: wait less.
