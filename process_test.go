@@ -1,7 +1,6 @@
 package smtpd_test
 
 import (
-	"regexp"
 	"syscall"
 	"time"
 
@@ -48,8 +47,3 @@ type syncBuffer struct{ *smtpdproc.Output }
 func newSyncBuffer() *syncBuffer { return &syncBuffer{smtpdproc.NewOutput()} }
 
 func (b *syncBuffer) bytes() []byte { return b.Bytes() }
-
-// waitMatch waits until the output matches re, or timeout passes.
-func (b *syncBuffer) waitMatch(re *regexp.Regexp, timeout time.Duration) bool {
-	return b.WaitMatch(re, timeout)
-}
