@@ -66,15 +66,15 @@
 //		Waits (10 s at most) until the server's output matches REGEXP.
 //	smtpd-signal TERM|INT|HUP
 //		Sends the server the signal and returns at once.
-//	smtp [-addr HOST:PORT] [-tls] [-cafile FILE] [-slow D] [-sessions N] [-bg NAME] FILE...
+//	smtp [-addr HOST:PORT] [-tls] [-cafile FILE] [-slow D] [-sessions N | -bg NAME] FILE...
 //		Plays the dialogue in the FILEs, one after the other in one
 //		session, against $SMTP_ADDR (with -tls: implicit TLS to
-//		$TLS_ADDR) and writes its transcript to stdout (and with !, the
-//		step that failed to stderr). TLS checks the
+//		$TLS_ADDR), and writes its transcript to stdout; with !, the
+//		step that failed goes to stderr. TLS checks the server's
 //		certificate against -cafile, or not at all without it. -slow
-//		sends every octet on its own, D apart; -sessions plays the
+//		sends every octet on its own, D apart. -sessions plays the
 //		dialogue in N sessions at once, whose WAIT steps wait until all
-//		N are there; -bg plays in the background.
+//		N are there. -bg plays it in the background.
 //	smtp-wait NAME
 //		Waits for the background dialogue NAME and writes its transcript.
 //	smtp-continue NAME
