@@ -195,7 +195,11 @@ func writeJUnit(name string, results []Result) error {
 // reportExit says so when the server under test stopped by itself during
 // the run: every case after that failed for it.
 func reportExit(srv *serverUnderTest, stderr io.Writer) {
-	if exited, status := srv.exitedEarly(); exited {
-		fmt.Fprintf(stderr, "smtpcheck: the server exited during the run (%v); the end of its output:\n%s", status, srv.output.tail())
+	if exited, err := srv.exitedEarly(); exited {
+		status := "exit status 0"
+		if err != nil {
+			status = err.Error()
+		}
+		fmt.Fprintf(stderr, "smtpcheck: the server exited during the run (%s); the end of its output:\n%s", status, srv.output.tail())
 	}
 }
