@@ -427,16 +427,19 @@ func (c *slowConn) Write(p []byte) (int, error) {
 
 // Bounds of a transcript: a dialogue may send megabytes.
 const (
-	transcriptCap     = 64 * 1024 // octets kept
+	transcriptCap     = 64 * 1024 // octets kept: half from the start, half from the end
 	transcriptLineCap = 1024      // octets kept of one line
 )
 
-// cappedTranscript keeps the start of a transcript: lines cut to
-// transcriptLineCap octets, transcriptCap octets in all.
+// cappedTranscript keeps the start and the end of a transcript (where a
+// dialogue fails), lines cut to transcriptLineCap octets, transcriptCap
+// octets in all.
 type cappedTranscript struct {
 	mu      sync.Mutex
-	b       strings.Builder
-	dropped int // octets not kept
+	head    strings.Builder
+	tail    []string // lines after the head, oldest first
+	tailLen int      // octets in tail
+	dropped int      // octets between head and tail not kept
 }
 
 func (t *cappedTranscript) Write(p []byte) (int, error) {
@@ -447,14 +450,19 @@ func (t *cappedTranscript) Write(p []byte) (int, error) {
 			continue
 		}
 		if len(line) > transcriptLineCap {
-			cut := len(line) - transcriptLineCap
-			line = fmt.Sprintf("%s… (%d more octets)\n", line[:transcriptLineCap], cut)
+			line = fmt.Sprintf("%s… (%d more octets)\n", line[:transcriptLineCap], len(line)-transcriptLineCap)
 		}
-		if t.dropped > 0 || t.b.Len()+len(line) > transcriptCap {
-			t.dropped += len(line)
+		if len(t.tail) == 0 && t.head.Len()+len(line) <= transcriptCap/2 {
+			t.head.WriteString(line)
 			continue
 		}
-		t.b.WriteString(line)
+		t.tail = append(t.tail, line)
+		t.tailLen += len(line)
+		for t.tailLen > transcriptCap/2 {
+			t.dropped += len(t.tail[0])
+			t.tailLen -= len(t.tail[0])
+			t.tail = t.tail[1:]
+		}
 	}
 	return len(p), nil
 }
@@ -462,8 +470,9 @@ func (t *cappedTranscript) Write(p []byte) (int, error) {
 func (t *cappedTranscript) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	cut := ""
 	if t.dropped > 0 {
-		return t.b.String() + fmt.Sprintf("-- transcript cut: %d more octets not shown\n", t.dropped)
+		cut = fmt.Sprintf("-- %d octets of transcript not shown\n", t.dropped)
 	}
-	return t.b.String()
+	return t.head.String() + cut + strings.Join(t.tail, "")
 }
