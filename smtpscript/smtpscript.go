@@ -103,7 +103,7 @@
 //		checks nothing.
 //
 // Every network wait is bounded by $SMTP_TIMEOUT (a Go duration; 10s when
-// unset); a transcript is cut after 64 KiB.
+// unset); a transcript keeps its first and last 32 KiB.
 package smtpscript
 
 import (
