@@ -49,7 +49,7 @@ type Result struct {
 	// expected and what came, and why it was expected.
 	Step *Step
 	// Transcript holds the dialogues of the case, each after a line
-	// "== FILE…"; each is cut after 64 KiB.
+	// "== FILE…"; each keeps its first and last 32 KiB.
 	Transcript string
 	Duration   time.Duration
 }
