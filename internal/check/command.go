@@ -16,10 +16,12 @@ import (
 	"github.com/tpe-protos/smtpd/internal/cli"
 )
 
-// Main runs the smtpcheck command with the process's arguments.
-// SIGINT or SIGTERM stops the run: the server it started is stopped too.
+// Main runs the smtpcheck command with the process's arguments. SIGINT,
+// SIGTERM or SIGHUP (the terminal went away) stops the run, and so does
+// SIGPIPE (the reader of the output went away, as "| head" does): the
+// server it started is stopped too.
 func Main() int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
 	defer stop()
 	return Command(ctx, os.Args[1:], os.Stdout, os.Stderr)
 }

@@ -1,12 +1,14 @@
 package check
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"encoding/xml"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -246,56 +248,118 @@ func TestJUnit(t *testing.T) {
 }
 
 // TestInterrupt checks that SIGINT stops smtpcheck in the middle of a case
-// and stops the server it started, and what that server started.
+// and stops the server it started, and what that server started; and that
+// so does the reader of its output going away ("smtpcheck … | head").
 func TestInterrupt(t *testing.T) {
 	if _, err := exec.LookPath("sh"); err != nil {
 		t.Skip("needs sh")
 	}
+	t.Run("SIGINT", func(t *testing.T) {
+		s := startChecking(t)
+		s.waitCaseConnected(t)
+		s.cmd.Process.Signal(os.Interrupt)
+		s.waitExit(t)
+		if !strings.Contains(s.stderr.String(), "smtpcheck: interrupted after 0 of 1 cases") {
+			t.Errorf("stderr says nothing of the interruption:\n%s", s.stderr.String())
+		}
+		s.checkGone(t)
+	})
+	t.Run("output closed", func(t *testing.T) {
+		s := startChecking(t, "-run", "^basic/(noop|greeting)$")
+		// The server greets at once this time, so a line comes out.
+		line, err := bufio.NewReader(s.stdout).ReadString('\n')
+		if err != nil {
+			t.Fatalf("no first line: %v\n%s", err, s.stderr.String())
+		}
+		if !strings.HasPrefix(line, "FAIL") && !strings.HasPrefix(line, "PASS") {
+			t.Errorf("first line %q", line)
+		}
+		s.stdout.Close()
+		s.waitExit(t)
+		s.checkGone(t)
+	})
+}
+
+// checking is smtpcheck running as a process against a server that
+// writes its pid and its child's to a file.
+type checking struct {
+	cmd         *exec.Cmd
+	stdout      io.ReadCloser
+	stderr      *bytes.Buffer
+	done        chan error
+	pids, trace string
+}
+
+// startChecking runs smtpcheck against an smtpd started through sh, which
+// also starts a sleep in the background. With no args, the server waits a
+// minute before its greeting, so the first case is still waiting for it
+// when the test acts; its trace shows when the case connected.
+func startChecking(t *testing.T, args ...string) *checking {
+	t.Helper()
 	dir := t.TempDir()
-	pids, trace := filepath.Join(dir, "pids"), filepath.Join(dir, "trace")
-	// The server waits a minute before its greeting, so the first case
-	// is still waiting for it when the signal comes; its trace shows when
-	// the case has connected (session 1 is smtpcheck's probe).
-	server := fmt.Sprintf("sh -c 'echo $$ > %s; sleep 300 & echo $! >> %[1]s; exec smtpd -l 127.0.0.1 -p {port} -M -1 -d %s -v -greet-delay 1m -shutdown-timeout 1s > %s'", pids, dir, trace)
-	cmd := exec.Command("smtpcheck", "-exec", server, "-timeout", "1m", "-run", "^basic/greeting$")
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Start(); err != nil {
+	s := &checking{pids: filepath.Join(dir, "pids"), trace: filepath.Join(dir, "trace"), stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	delay := "0s"
+	if len(args) == 0 {
+		delay = "1m"
+		args = []string{"-run", "^basic/greeting$"}
+	}
+	server := fmt.Sprintf("sh -c 'echo $$ > %s; sleep 300 & echo $! >> %[1]s; exec smtpd -l 127.0.0.1 -p {port} -M -1 -d %s -v -greet-delay %s -shutdown-timeout 1s > %s'",
+		s.pids, dir, delay, s.trace)
+	s.cmd = exec.Command("smtpcheck", append([]string{"-exec", server, "-timeout", "1m"}, args...)...)
+	var err error
+	if s.stdout, err = s.cmd.StdoutPipe(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	s.cmd.Stderr = s.stderr
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.done <- s.cmd.Wait() }()
+	return s
+}
+
+// waitCaseConnected waits until the server's trace shows the first case's
+// connection (session 1 is smtpcheck's probe).
+func (s *checking) waitCaseConnected(t *testing.T) {
+	t.Helper()
 	caseConnected := regexp.MustCompile(`(?m)^\S+ \[2\] \* connected`)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if data, _ := os.ReadFile(trace); caseConnected.Match(data) {
-			break
+		if data, _ := os.ReadFile(s.trace); caseConnected.Match(data) {
+			return
 		}
 		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("the case did not connect\n%s", errOut.String())
+			s.cmd.Process.Kill()
+			t.Fatalf("the case did not connect\n%s", s.stderr.String())
 		}
 	}
-	cmd.Process.Signal(os.Interrupt)
+}
+
+// waitExit waits for smtpcheck to exit, with status 1.
+func (s *checking) waitExit(t *testing.T) {
+	t.Helper()
+	go io.Copy(io.Discard, s.stdout)
 	select {
-	case err := <-done:
-		if code := cmd.ProcessState.ExitCode(); code != cli.ExitFailure {
-			t.Errorf("smtpcheck after SIGINT: %v, want status %d\n%s", err, cli.ExitFailure, errOut.String())
+	case err := <-s.done:
+		if code := s.cmd.ProcessState.ExitCode(); code != cli.ExitFailure {
+			t.Errorf("smtpcheck: %v, want status %d\n%s", err, cli.ExitFailure, s.stderr.String())
 		}
 	case <-time.After(20 * time.Second):
-		cmd.Process.Kill()
-		t.Fatalf("smtpcheck still runs 20 s after SIGINT")
+		s.cmd.Process.Kill()
+		t.Fatalf("smtpcheck still runs 20 s on")
 	}
-	if !strings.Contains(errOut.String(), "smtpcheck: interrupted after 0 of 1 cases") {
-		t.Errorf("stderr says nothing of the interruption:\n%s", errOut.String())
-	}
-	data, err := os.ReadFile(pids)
+}
+
+// checkGone checks that neither the server nor its child runs any more.
+func (s *checking) checkGone(t *testing.T) {
+	t.Helper()
+	data, err := os.ReadFile(s.pids)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, field := range strings.Fields(string(data)) {
 		pid, _ := strconv.Atoi(field)
 		// A process killed a moment ago may still be on its way out.
-		for deadline := time.Now().Add(5 * time.Second); smtpdproc.Runs(pid, cmd.Process.Pid); time.Sleep(20 * time.Millisecond) {
+		for deadline := time.Now().Add(5 * time.Second); smtpdproc.Runs(pid, s.cmd.Process.Pid); time.Sleep(20 * time.Millisecond) {
 			if time.Now().After(deadline) {
 				syscall.Kill(pid, syscall.SIGKILL)
 				t.Errorf("process %d still runs after smtpcheck stopped", pid)
