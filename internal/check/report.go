@@ -172,7 +172,7 @@ type jsonResult struct {
 	Level      string  `json:"level"`
 	Title      string  `json:"title"`
 	Result     string  `json:"result"`
-	Reason     string  `json:"reason,omitempty"`
+	Reason     string  `json:"reason"`
 	Step       *Step   `json:"step,omitempty"`
 	Transcript string  `json:"transcript"`
 	Seconds    float64 `json:"seconds"`
