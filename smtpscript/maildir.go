@@ -12,14 +12,28 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
-// mail-count DIR N: see the package documentation.
+// mail-count [-wait] DIR N: see the package documentation.
 func cmdMailCount(ts *testscript.TestScript, neg bool, args []string) {
+	wait := len(args) > 0 && args[0] == "-wait"
+	if wait {
+		args = args[1:]
+	}
 	if neg || len(args) != 2 {
-		ts.Fatalf("usage: mail-count DIR N")
+		ts.Fatalf("usage: mail-count [-wait] DIR N")
 	}
 	want, err := strconv.Atoi(args[1])
 	ts.Check(err)
 	dir := ts.MkAbs(args[0])
+	count := func() int {
+		entries, _ := os.ReadDir(filepath.Join(dir, "new"))
+		return len(entries)
+	}
+	if wait {
+		deadline := time.Now().Add(timeoutOf(ts))
+		for count() < want && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	if got := len(readDirNames(ts, filepath.Join(dir, "new"))); got != want {
 		ts.Fatalf("mail-count: %s/new holds %d messages, want %d", args[0], got, want)
 	}

@@ -89,9 +89,10 @@
 //		(80-octet lines of letters), or with -line one command line of
 //		OCTETS octets starting with PREFIX: big messages and long lines
 //		without big files in the script.
-//	mail-count DIR N
+//	mail-count [-wait] DIR N
 //		Checks that the Maildir DIR holds N messages in new/ and nothing
-//		in tmp/.
+//		in tmp/; with -wait, after waiting ($SMTP_TIMEOUT at most) until
+//		new/ holds N, for a server that stores mail after its 250.
 //	mail-cat [-body] DIR
 //		Writes the messages of DIR/new to stdout, oldest first (-body:
 //		only each one's body, Go-quoted on one line).
