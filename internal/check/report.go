@@ -139,9 +139,8 @@ func describeCommand(command string) string {
 	return command
 }
 
-// Close writes the summary: a score per level, then the totals. It
-// returns the tally.
-func (r *TextReport) Close() Tally {
+// Close writes the summary: a score per level, then the totals.
+func (r *TextReport) Close() {
 	fmt.Fprintln(r.w)
 	for _, level := range Levels {
 		c := r.tally.Level(level)
@@ -163,7 +162,6 @@ func (r *TextReport) Close() Tally {
 		passed = r.pal.Reply[2].Sprint(passed)
 	}
 	fmt.Fprintf(r.w, "%s, %s, %d skipped\n", passed, failed, t.Skipped)
-	return t
 }
 
 // jsonResult is a result as -json writes it, one object per line.
