@@ -52,33 +52,56 @@ const (
 // the message be read as commands. Any other error comes from br: the
 // connection is broken (EOF, timeout) and the session must end.
 func readData(br *bufio.Reader, w io.Writer, limit int64) (int64, error) {
-	var (
-		state   = stateBeginLine
-		size    int64
-		tooBig  bool
-		sinkErr error
-	)
-	emit := func(b []byte) {
-		if len(b) == 0 {
-			return
-		}
-		size += int64(len(b))
-		if size > limit {
-			tooBig = true
-		}
-		if tooBig || sinkErr != nil {
-			return
-		}
-		if _, err := w.Write(b); err != nil {
-			sinkErr = err
-		}
+	return readDataInto(br, &dataSink{w: w, limit: limit})
+}
+
+// dataSink is where readData puts the message: it counts the octets and
+// writes them to w, until the message goes over limit or w fails; from then
+// on it only counts, so that the data is read to its end all the same.
+type dataSink struct {
+	w      io.Writer
+	limit  int64
+	size   int64
+	tooBig bool
+	err    error // w's
+}
+
+func (d *dataSink) emit(b []byte) {
+	if len(b) == 0 {
+		return
 	}
+	d.size += int64(len(b))
+	if d.size > d.limit {
+		d.tooBig = true
+	}
+	if d.tooBig || d.err != nil {
+		return
+	}
+	if _, err := d.w.Write(b); err != nil {
+		d.err = err
+	}
+}
+
+// end returns what readData returns once the end-of-data line was read.
+func (d *dataSink) end() (int64, error) {
+	switch {
+	case d.tooBig:
+		return d.size, errMessageTooLarge
+	case d.err != nil:
+		return d.size, &sinkError{d.err}
+	}
+	return d.size, nil
+}
+
+// readDataInto is readData into d, from the start of a line.
+func readDataInto(br *bufio.Reader, d *dataSink) (int64, error) {
+	state := stateBeginLine
 	for {
 		if _, err := br.Peek(1); err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			return size, err
+			return d.size, err
 		}
 		buf, _ := br.Peek(br.Buffered())
 		run := 0 // start of the bytes of buf not yet emitted
@@ -103,7 +126,7 @@ func readData(br *bufio.Reader, w io.Writer, limit int64) (int64, error) {
 			case stateBeginLine:
 				switch c {
 				case '.':
-					emit(buf[run:i])
+					d.emit(buf[run:i])
 					run = i + 1 // drop the dot
 					state = stateDot
 				case '\r':
@@ -124,16 +147,10 @@ func readData(br *bufio.Reader, w io.Writer, limit int64) (int64, error) {
 				if c == '\n' {
 					// <CRLF>.<CRLF>: the end of the data.
 					br.Discard(i + 1)
-					switch {
-					case tooBig:
-						return size, errMessageTooLarge
-					case sinkErr != nil:
-						return size, &sinkError{sinkErr}
-					}
-					return size, nil
+					return d.end()
 				}
 				// ".<CR>x" is a stuffed line after all: emit the CR held back.
-				emit(crOnly)
+				d.emit(crOnly)
 				run = i
 				state = stateCR
 				if c != '\r' {
@@ -142,10 +159,61 @@ func readData(br *bufio.Reader, w io.Writer, limit int64) (int64, error) {
 			}
 			i++
 		}
-		emit(buf[run:])
+		d.emit(buf[run:])
 		br.Discard(len(buf))
 	}
 }
+
+// readDataLF is readData for a client that has ended every line of the
+// session with a bare LF, as plain nc does with a file written on Unix
+// (cat mail.txt | nc): for it a line with only a dot and a bare LF ends the
+// data too, and it reports whether that is how the data ended. Such a
+// client calls LF the end of a line, and stuffs dots (if it does) by that
+// rule, so <LF>.<LF> is its end of data and hides no second message: SMTP
+// smuggling needs a relay whose lines end in CR LF while the message it
+// passes on holds <LF>.<LF>, and a relay's command lines end in CR LF. So
+// once the client ends a line of the data with CR LF, only <CRLF>.<CRLF>
+// ends the data, as in readData.
+func readDataLF(br *bufio.Reader, w io.Writer, limit int64) (size int64, lfEnd bool, err error) {
+	d := &dataSink{w: w, limit: limit}
+	lineStart := true
+	for {
+		line, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			// A line longer than the buffer: its start is data.
+			d.emit(unstuff(line, lineStart))
+			lineStart = false
+			continue
+		}
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return d.size, false, err
+		}
+		if lineStart && string(line) == ".\n" {
+			size, err := d.end()
+			return size, true, err
+		}
+		d.emit(unstuff(line, lineStart))
+		lineStart = true
+		if bytes.HasSuffix(line, crlf) {
+			size, err := readDataInto(br, d)
+			return size, false, err
+		}
+	}
+}
+
+// unstuff drops the dot a client adds to a line that starts with one
+// (RFC 5321 §4.5.2), when b is the start of a line.
+func unstuff(b []byte, lineStart bool) []byte {
+	if lineStart && len(b) > 0 && b[0] == '.' {
+		return b[1:]
+	}
+	return b
+}
+
+var crlf = []byte("\r\n")
 
 // skipData is readData's fast path inside a line, from buf[i] on. Only a dot
 // that starts a line, after a CRLF, means anything (stuffing, or the end

@@ -342,3 +342,95 @@ func FuzzReadData(f *testing.F) {
 		check("onebyte", bufio.NewReaderSize(iotest.OneByteReader(bytes.NewReader(input)), 16))
 	})
 }
+
+// naiveReadDataLF is the reference decoder of FuzzReadDataLF: lines end at
+// LF and lose one leading dot; a line ".\n" ends the data; after a line that
+// ends in CR LF, the rest is naiveReadData's.
+func naiveReadDataLF(input []byte) (msg, rest []byte, lfEnd, ok bool) {
+	for len(input) > 0 {
+		i := bytes.IndexByte(input, '\n')
+		if i < 0 {
+			return nil, nil, false, false
+		}
+		line := input[:i+1]
+		input = input[i+1:]
+		if string(line) == ".\n" {
+			return msg, input, true, true
+		}
+		msg = append(msg, bytes.TrimPrefix(line, []byte("."))...)
+		if bytes.HasSuffix(line, []byte("\r\n")) {
+			more, rest, ok := naiveReadData(input)
+			return append(msg, more...), rest, false, ok
+		}
+	}
+	return nil, nil, false, false
+}
+
+func TestReadDataLF(t *testing.T) {
+	tests := []struct {
+		name, input, want string
+		lfEnd             bool
+	}{
+		{"lone dot", ".\n", "", true},
+		{"lines", "Subject: x\n\nbody\n.\n", "Subject: x\n\nbody\n", true},
+		{"stuffing", "..a\n.b\n...\n.\n", ".a\nb\n..\n", true},
+		{"bare CR is data", "a\rb\n.\rc\n.\n", "a\rb\n\rc\n", true},
+		{"CRLF ends it", "a\n.\r\n.\r\n", "a\n\r\n", false},
+		{"after a CRLF line, LF dot LF is data", "a\r\nb\n.\nc\r\n.\r\n", "a\r\nb\n.\nc\r\n", false},
+		{"a CRLF first line", "Subject: x\r\n\n.\n\r\n.\r\n", "Subject: x\r\n\n.\n\r\n", false},
+		{"dot in a line", "a.\n. b\n.\n", "a.\n b\n", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			br := bufio.NewReaderSize(strings.NewReader(tc.input+next), 16)
+			var out bytes.Buffer
+			size, lfEnd, err := readDataLF(br, &out, 100)
+			if err != nil || out.String() != tc.want || size != int64(len(tc.want)) || lfEnd != tc.lfEnd {
+				t.Errorf("readDataLF(%q) = %q (%d octets), LF end %v, %v; want %q, %v", tc.input, out.String(), size, lfEnd, err, tc.want, tc.lfEnd)
+			}
+			if rest, _ := io.ReadAll(br); string(rest) != next {
+				t.Errorf("the stream holds %q after it, want %q", rest, next)
+			}
+		})
+	}
+	// Too large, read to its end all the same; and a line longer than the
+	// buffer whose start is a stuffed dot.
+	br := bufio.NewReaderSize(strings.NewReader(".."+strings.Repeat("x", 40)+"\n.\n"+next), 16)
+	var out bytes.Buffer
+	if _, _, err := readDataLF(br, &out, 10); err != errMessageTooLarge {
+		t.Errorf("over the limit: %v, want %v", err, errMessageTooLarge)
+	}
+	if rest, _ := io.ReadAll(br); string(rest) != next {
+		t.Errorf("over the limit: the stream holds %q after it", rest)
+	}
+}
+
+func FuzzReadDataLF(f *testing.F) {
+	for _, s := range []string{".\n", "a\n..b\n.\n", "a\r\nb\n.\nc\r\n.\r\n", "a\n.\r\n.\n.\r\n", "abc\n."} {
+		f.Add([]byte(s), uint16(1000), uint8(0))
+	}
+	f.Fuzz(func(t *testing.T, input []byte, limit16 uint16, bufSize uint8) {
+		limit := int64(limit16)
+		wantMsg, wantRest, wantLF, ok := naiveReadDataLF(input)
+		br := bufio.NewReaderSize(bytes.NewReader(input), 16+int(bufSize))
+		var out bytes.Buffer
+		size, lfEnd, err := readDataLF(br, &out, limit)
+		rest, _ := io.ReadAll(br)
+		switch {
+		case !ok:
+			if err != io.ErrUnexpectedEOF {
+				t.Fatalf("readDataLF(%q) error = %v, want %v", input, err, io.ErrUnexpectedEOF)
+			}
+			return
+		case int64(len(wantMsg)) > limit:
+			if err != errMessageTooLarge {
+				t.Fatalf("readDataLF(%q, limit %d) error = %v, want %v", input, limit, err, errMessageTooLarge)
+			}
+		case err != nil || !bytes.Equal(out.Bytes(), wantMsg):
+			t.Fatalf("readDataLF(%q) wrote %q, %v; want %q", input, out.Bytes(), err, wantMsg)
+		}
+		if size != int64(len(wantMsg)) || lfEnd != wantLF || !bytes.Equal(rest, wantRest) {
+			t.Fatalf("readDataLF(%q): size %d, LF end %v, rest %q; want %d, %v, %q", input, size, lfEnd, rest, len(wantMsg), wantLF, wantRest)
+		}
+	})
+}

@@ -83,6 +83,7 @@ type session struct {
 	errors int         // replies counted against Config.MaxErrors
 	junk   int         // commands that made no progress (see countJunk)
 	lfOnly bool        // the current command line ended in a bare LF
+	crlf   bool        // a command line of the session ended in CR LF (see readDataLF)
 	hinted bool        // the trace has said that SMTP wants CRLF
 	inData bool        // reading message data: each read gets DataTimeout
 	idle   atomic.Bool // blocked waiting for a command outside a transaction
@@ -453,6 +454,7 @@ func (s *session) readLine() (string, error) {
 	// A line ending in a bare LF, as plain nc sends them, is taken as a
 	// line, and counted; StrictCRLF refuses it.
 	s.lfOnly = !bytes.HasSuffix(line, []byte{'\r'})
+	s.crlf = s.crlf || !s.lfOnly
 	if s.lfOnly {
 		s.srv.stats.bareLF.Add(1)
 		if s.srv.Config.StrictCRLF {
@@ -845,7 +847,7 @@ func (s *session) receive(m *Message) reply {
 		data = io.MultiWriter(writers...)
 	}
 	s.inData = true
-	m.Size, err = readData(s.br, data, s.srv.maxSize.Load())
+	m.Size, err = s.readData(data)
 	s.inData = false
 	// The end-of-data line was read unless the connection failed: only
 	// then is it traced.
@@ -895,6 +897,20 @@ func (s *session) receive(m *Message) reply {
 	s.junk = 0 // progress
 	s.srv.accepted(m)
 	return replyQueued(m.ID)
+}
+
+// readData reads the message data into w. A client that has ended every
+// command line with a bare LF may end the data with a lone dot and a bare
+// LF too (see readDataLF); the trace says so.
+func (s *session) readData(w io.Writer) (int64, error) {
+	if s.crlf {
+		return readData(s.br, w, s.srv.maxSize.Load())
+	}
+	size, lfEnd, err := readDataLF(s.br, w, s.srv.maxSize.Load())
+	if lfEnd {
+		s.event("the data ended at a lone dot with a bare LF: accepted from a client that has ended every line with a bare LF, as plain nc does; SMTP wants <CR><LF>.<CR><LF> (RFC 5321 §4.1.1.4), and once a client ends a line with CR LF nothing else ends its data, which keeps SMTP smuggling out")
+	}
+	return size, err
 }
 
 // filter runs the content filter from the spool into the delivery. It
