@@ -34,6 +34,10 @@ type Message struct {
 	BodyType string
 	// SMTPUTF8 reports whether MAIL FROM carried the SMTPUTF8 parameter.
 	SMTPUTF8 bool
+	// DSN holds the delivery status notification parameters the client
+	// gave (RFC 3461). They are recorded only: the server sends no
+	// notifications.
+	DSN DSN
 	// TLS describes the TLS connection the message came over (STARTTLS
 	// or implicit TLS); nil when it came in plain text.
 	TLS *tls.ConnectionState

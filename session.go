@@ -71,6 +71,8 @@ type session struct {
 	nullFrom bool
 	params   mailParams
 	rcpts    []address
+	// rcptParams holds the parameters of each of rcpts (DSN, dsn.go).
+	rcptParams []rcptParams
 
 	// The dialogue so far, kept for Message.Transcript when the server
 	// hands messages to Config.Delivered. Only appended to, so that each
@@ -532,8 +534,9 @@ func (s *session) cmdEHLO(arg string) reply {
 		"8BITMIME\n" +
 		"ENHANCEDSTATUSCODES\n" +
 		"SMTPUTF8\n" +
+		"DSN\n" +
 		"HELP" + s.securityKeywords(),
-		why: "hello: the lines after the first list the extensions the client may use", rfc: "RFC 5321 §4.1.1.1; RFC 2920, 1870, 6152, 2034, 6531"}
+		why: "hello: the lines after the first list the extensions the client may use", rfc: "RFC 5321 §4.1.1.1; RFC 2920, 1870, 6152, 2034, 6531, 3461"}
 }
 
 // greeted records a HELO or EHLO, which also resets any transaction
@@ -577,6 +580,7 @@ func (s *session) cmdMAIL(arg string) reply {
 	}
 	s.from, s.nullFrom, s.params = from, null, params
 	s.state = stateMail
+	s.traceMailDSN(params)
 	return replySenderOK
 }
 
@@ -588,10 +592,12 @@ func (s *session) cmdRCPT(arg string) reply {
 	case s.state < stateMail:
 		return replyNeedMAIL
 	}
-	to, err := parseRcpt(arg, s.srv.Config.TestMode)
+	to, params, err := parseRcpt(arg, s.esmtp, s.srv.Config.TestMode)
 	switch {
 	case errors.Is(err, errUnknownParam):
 		return replyUnknownParameter
+	case errors.Is(err, errBadParam):
+		return replyBadParameter
 	case errors.Is(err, errNullPath):
 		return replyNullRecipient
 	case err != nil:
@@ -609,7 +615,9 @@ func (s *session) cmdRCPT(arg string) reply {
 		return r
 	}
 	s.rcpts = append(s.rcpts, to)
+	s.rcptParams = append(s.rcptParams, params)
 	s.state = stateRcpt
+	s.traceRcptDSN(params)
 	return replyRecipientOK
 }
 
@@ -641,6 +649,7 @@ func (s *session) newMessage() *Message {
 		RemoteAddr:   s.remote,
 		BodyType:     s.params.body,
 		SMTPUTF8:     s.params.smtputf8,
+		DSN:          s.dsn(),
 		Time:         time.Now(),
 		TLS:          s.tlsState,
 		AuthUser:     s.authUser,
@@ -844,6 +853,7 @@ func (s *session) reset() {
 	}
 	s.from, s.nullFrom, s.params = address{}, false, mailParams{}
 	s.rcpts = s.rcpts[:0]
+	s.rcptParams = s.rcptParams[:0]
 }
 
 // send queues a reply.
