@@ -43,10 +43,16 @@ var (
 // (args may override them) and waits until it listens.
 func startSmtpd(dir string, env []string, args ...string) (*smtpdProcess, error) {
 	args = append([]string{"-l", "127.0.0.1", "-p", "0", "-M", "0"}, args...)
-	p := &smtpdProcess{stdout: newSyncBuffer(), stderr: newSyncBuffer(), done: make(chan struct{})}
-	p.cmd = exec.Command("smtpd", args...)
-	p.cmd.Dir = dir
-	p.cmd.Env = env
+	cmd := exec.Command("smtpd", args...)
+	cmd.Dir = dir
+	cmd.Env = env
+	return startSmtpdCmd(cmd)
+}
+
+// startSmtpdCmd starts cmd, an smtpd command line, and waits until it
+// listens.
+func startSmtpdCmd(cmd *exec.Cmd) (*smtpdProcess, error) {
+	p := &smtpdProcess{cmd: cmd, stdout: newSyncBuffer(), stderr: newSyncBuffer(), done: make(chan struct{})}
 	p.cmd.Stdout = p.stdout
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
