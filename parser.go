@@ -86,7 +86,7 @@ func (a address) ascii() bool { return isASCII(a.raw) }
 // mailParams are the parameters of MAIL FROM that the server supports.
 type mailParams struct {
 	size     int64  // SIZE=, RFC 1870; 0 when not given
-	body     string // BODY=, RFC 6152: "7BIT", "8BITMIME" or "" when not given
+	body     string // BODY=, RFC 6152: "7BIT", "8BITMIME", RFC 3030's "BINARYMIME", or "" when not given
 	smtputf8 bool   // SMTPUTF8, RFC 6531
 	ret      string // RET=, RFC 3461 §4.3: "FULL", "HDRS" or "" when not given
 	envID    string // ENVID=, RFC 3461 §4.4, xtext decoded; "" when not given
@@ -217,9 +217,9 @@ func parseMailParams(words []string, esmtp, lenient bool) (mailParams, error) {
 				n = math.MaxInt64 // legal, and over any limit
 			}
 			mp.size = n
-		case "BODY": // RFC 6152
+		case "BODY": // RFC 6152; BINARYMIME from RFC 3030 §3
 			mp.body = strings.ToUpper(value)
-			if mp.body != "7BIT" && mp.body != "8BITMIME" {
+			if mp.body != "7BIT" && mp.body != "8BITMIME" && mp.body != "BINARYMIME" {
 				return mp, errBadParam
 			}
 		case "SMTPUTF8": // RFC 6531 §3.4: no value
@@ -656,4 +656,25 @@ func isDcontent(s string) bool {
 		}
 	}
 	return true
+}
+
+// parseBDAT parses the argument of BDAT (RFC 3030 §2):
+// chunk-size [SP "LAST"], where chunk-size = 1*DIGIT. A size that does not
+// fit in an int64 is refused: no client sends such a chunk.
+func parseBDAT(arg string) (size int64, last bool, err error) {
+	digits, rest, _ := strings.Cut(arg, " ")
+	if rest = strings.TrimLeft(rest, " "); rest != "" {
+		if !strings.EqualFold(rest, "LAST") {
+			return 0, false, errSyntax
+		}
+		last = true
+	}
+	if digits == "" || strings.TrimLeft(digits, "0123456789") != "" {
+		return 0, false, errSyntax
+	}
+	size, err = strconv.ParseInt(digits, 10, 64)
+	if err != nil {
+		return 0, false, errSyntax
+	}
+	return size, last, nil
 }

@@ -216,7 +216,8 @@ func TestParseMail(t *testing.T) {
 		{name: "SIZE twenty one digits", arg: "FROM:<a@b> SIZE=000000000000000000001", esmtp: true, wantErr: errBadParam},
 		{name: "SIZE twice", arg: "FROM:<a@b> SIZE=1 SIZE=2", esmtp: true, wantErr: errBadParam},
 		{name: "SIZE twice any case", arg: "FROM:<a@b> SIZE=1 size=1", esmtp: true, wantErr: errBadParam},
-		{name: "BODY unknown", arg: "FROM:<a@b> BODY=BINARYMIME", esmtp: true, wantErr: errBadParam},
+		{name: "BODY unknown", arg: "FROM:<a@b> BODY=9BIT", esmtp: true, wantErr: errBadParam},
+		{name: "BODY BINARYMIME", arg: "FROM:<a@b> BODY=binarymime", esmtp: true, want: address{local: "a", domain: "b", raw: "a@b"}, wantParams: mailParams{body: "BINARYMIME"}},
 		{name: "BODY without value", arg: "FROM:<a@b> BODY", esmtp: true, wantErr: errBadParam},
 		{name: "BODY twice", arg: "FROM:<a@b> BODY=7BIT BODY=8BITMIME", esmtp: true, wantErr: errBadParam},
 		{name: "SMTPUTF8 with value", arg: "FROM:<a@b> SMTPUTF8=yes", esmtp: true, wantErr: errBadParam},
@@ -352,6 +353,38 @@ func TestParseRcpt(t *testing.T) {
 	}
 }
 
+func TestParseBDAT(t *testing.T) {
+	tests := []struct {
+		arg      string
+		wantSize int64
+		wantLast bool
+		wantErr  bool
+	}{
+		{arg: "0", wantSize: 0},
+		{arg: "1", wantSize: 1},
+		{arg: "1048576", wantSize: 1 << 20},
+		{arg: "10 LAST", wantSize: 10, wantLast: true},
+		{arg: "0 last", wantSize: 0, wantLast: true},
+		{arg: "007  LAST", wantSize: 7, wantLast: true},
+		{arg: "9223372036854775807", wantSize: 1<<63 - 1},
+		{arg: "9223372036854775808", wantErr: true}, // over int64
+		{arg: "", wantErr: true},
+		{arg: "LAST", wantErr: true},
+		{arg: "-1", wantErr: true},
+		{arg: "+1", wantErr: true},
+		{arg: "1e3", wantErr: true},
+		{arg: "10 FIRST", wantErr: true},
+		{arg: "10 LAST x", wantErr: true},
+		{arg: "0x10", wantErr: true},
+	}
+	for _, tc := range tests {
+		size, last, err := parseBDAT(tc.arg)
+		if (err != nil) != tc.wantErr || err == nil && (size != tc.wantSize || last != tc.wantLast) {
+			t.Errorf("parseBDAT(%q) = %d, %v, %v; want %d, %v, error %v", tc.arg, size, last, err, tc.wantSize, tc.wantLast, tc.wantErr)
+		}
+	}
+}
+
 func TestDecodeXtext(t *testing.T) {
 	tests := []struct {
 		in, want string
@@ -458,6 +491,9 @@ func FuzzParseCommand(f *testing.F) {
 		"RCPT TO:<a@b> ORCPT=utf-8;j+C3+B8rn@x",
 		"MAIL FROM:<a@b> RET=HDRS ENVID=id+20with+2Bplus",
 		"MAIL FROM:<> ENVID=a+2",
+		"BDAT 1024",
+		"BDAT 0 LAST",
+		"BDAT 99999999999999999999 LAST",
 		"EHLO client.test",
 		"HELO [IPv6:::1]",
 		"DATA",
@@ -506,10 +542,16 @@ func FuzzParseCommand(f *testing.F) {
 			if !esmtp && params != (mailParams{}) {
 				t.Fatalf("parseMail(%q) after HELO accepted params %+v", arg, params)
 			}
-			if params.size < 0 || params.body != "" && params.body != "7BIT" && params.body != "8BITMIME" ||
+			if params.size < 0 || params.body != "" && params.body != "7BIT" && params.body != "8BITMIME" && params.body != "BINARYMIME" ||
 				params.ret != "" && params.ret != "FULL" && params.ret != "HDRS" ||
 				len(params.envID) > maxEnvIDLen || !isASCII(params.envID) || !printable(params.envID) {
 				t.Fatalf("parseMail(%q) params = %+v", arg, params)
+			}
+		}
+
+		if size, last, err := parseBDAT(arg); err == nil {
+			if size < 0 || last != strings.HasSuffix(strings.ToUpper(arg), "LAST") {
+				t.Fatalf("parseBDAT(%q) = %d, %v", arg, size, last)
 			}
 		}
 

@@ -73,6 +73,9 @@ type session struct {
 	rcpts    []address
 	// rcptParams holds the parameters of each of rcpts (DSN, dsn.go).
 	rcptParams []rcptParams
+	// chunks is the message being sent with BDAT (bdat.go), from the
+	// first chunk to the last; nil otherwise.
+	chunks *chunked
 
 	// The dialogue so far, kept for Message.Transcript when the server
 	// hands messages to Config.Delivered. Only appended to, so that each
@@ -138,7 +141,7 @@ func (s *session) greet() bool {
 		s.flush()
 		return false
 	}
-	greeting := replyGreeting(s.srv.set.hostname)
+	greeting := s.greeting()
 	if r, ok := s.fault(FaultConnect, remoteIP(s.remote).String()); ok {
 		// A fault's greeting; any but 2xx turns the client away.
 		greeting = r
@@ -258,6 +261,7 @@ func (s *session) end() {
 	// once, and must find its slot free under MaxConns.
 	s.srv.untrack(s)
 	s.srv.releaseIP(s.ip)
+	s.dropChunks() // a message sent in chunks and never finished
 	if s.tlsConn != nil {
 		// close_notify first (RFC 8446 §6.1), if it can go out at once.
 		s.conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
@@ -465,6 +469,11 @@ func (s *session) handle(line string) reply {
 	}
 	verb, arg := parseCommand(line)
 	s.srv.stats.countCommand(verb)
+	if s.srv.set.lmtp {
+		if r, ok := s.lmtpCommand(verb, arg); ok {
+			return r
+		}
+	}
 	switch verb {
 	case "HELO":
 		return s.cmdHELO(arg)
@@ -476,6 +485,8 @@ func (s *session) handle(line string) reply {
 		return s.cmdRCPT(arg)
 	case "DATA":
 		return s.cmdDATA(arg)
+	case "BDAT":
+		return s.cmdBDAT(arg)
 	case "RSET":
 		return s.cmdRSET(arg)
 	case "NOOP":
@@ -490,7 +501,7 @@ func (s *session) handle(line string) reply {
 		return s.cmdSTARTTLS(arg)
 	case "AUTH":
 		return s.cmdAUTH(arg)
-	case "EXPN", "BDAT", "ETRN", "TURN", "ATRN":
+	case "EXPN", "ETRN", "TURN", "ATRN":
 		return replyNotImplemented
 	case "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "CONNECT":
 		// A web browser or a cross-protocol attack: nothing SMTP
@@ -528,15 +539,22 @@ func (s *session) cmdEHLO(arg string) reply {
 		return r
 	}
 	s.greeted(helo, true)
-	return reply{code: 250, text: s.srv.set.hostname + "\n" +
-		"PIPELINING\n" +
+	return reply{code: 250, text: s.srv.set.hostname + "\n" + s.extensions(),
+		why: "hello: the lines after the first list the extensions the client may use", rfc: "RFC 5321 §4.1.1.1; RFC 2920, 1870, 6152, 2034, 6531, 3461, 3030"}
+}
+
+// extensions lists the service extensions the session offers, one per
+// line, as EHLO (and LMTP's LHLO) announce them.
+func (s *session) extensions() string {
+	return "PIPELINING\n" +
 		"SIZE " + strconv.FormatInt(s.srv.maxSize.Load(), 10) + "\n" +
 		"8BITMIME\n" +
 		"ENHANCEDSTATUSCODES\n" +
 		"SMTPUTF8\n" +
 		"DSN\n" +
-		"HELP" + s.securityKeywords(),
-		why: "hello: the lines after the first list the extensions the client may use", rfc: "RFC 5321 §4.1.1.1; RFC 2920, 1870, 6152, 2034, 6531, 3461"}
+		"CHUNKING\n" +
+		"BINARYMIME\n" +
+		"HELP" + s.securityKeywords()
 }
 
 // greeted records a HELO or EHLO, which also resets any transaction
@@ -591,6 +609,8 @@ func (s *session) cmdRCPT(arg string) reply {
 		return replyNeedHELO
 	case s.state < stateMail:
 		return replyNeedMAIL
+	case s.chunks != nil:
+		return replyRcptAfterBDAT
 	}
 	to, params, err := parseRcpt(arg, s.esmtp, s.srv.Config.TestMode)
 	switch {
@@ -623,6 +643,9 @@ func (s *session) cmdRCPT(arg string) reply {
 
 // cmdDATA receives the message and stores it (RFC 5321 §4.1.1.4).
 func (s *session) cmdDATA(arg string) reply {
+	if r, refused := s.chunkingRefusesDATA(); refused {
+		return r
+	}
 	switch {
 	case arg != "":
 		return replyNoArgument
@@ -650,6 +673,7 @@ func (s *session) newMessage() *Message {
 		BodyType:     s.params.body,
 		SMTPUTF8:     s.params.smtputf8,
 		DSN:          s.dsn(),
+		LMTP:         s.srv.set.lmtp,
 		Time:         time.Now(),
 		TLS:          s.tlsState,
 		AuthUser:     s.authUser,
@@ -681,105 +705,29 @@ func (s *session) mailboxes() []string {
 // receive answers 354, reads the message data into a new delivery and
 // commits it. Only a committed delivery earns 250 (SPEC §3).
 func (s *session) receive(m *Message) reply {
-	d, err := s.srv.store.create(s.mailboxes())
-	var sink io.Writer = d
-	filter := s.srv.activeFilter()
-	var sp *spool
-	if err == nil && filter != nil {
-		// The filter reads the stored form from a spool file and
-		// its output goes to the delivery.
-		if sp, err = d.newSpool(); err != nil {
-			d.abort()
-		} else {
-			defer sp.remove()
-			sink = sp
-		}
-	}
-	if err != nil {
-		s.srv.stats.failed.Add(1)
-		s.logger().Error("smtpd: cannot start delivery", "queue_id", m.ID, "err", err)
-		return replyLocalError
+	in, r := s.openMessage(m)
+	if in == nil {
+		return r
 	}
 	s.send(replyStartData)
 	if s.br.Buffered() == 0 {
 		if err := s.flush(); err != nil {
-			d.abort()
+			in.abort()
 			return replyHangUp
 		}
 	}
-	host := s.srv.set.hostname
-	stored := newStoredWriter(sink, func(seen headerSet) []byte {
-		return append(m.traceHeaders(host), m.missingHeaders(seen, host)...)
-	})
-	writers := []io.Writer{stored}
-	var kept *bytes.Buffer
-	if s.srv.Config.Delivered != nil {
-		kept = new(bytes.Buffer)
-		writers = append(writers, kept)
-	}
-	var strict *bareLFDetector
-	if s.srv.Config.StrictCRLF {
-		strict = new(bareLFDetector)
-		writers = append(writers, strict)
-	}
-	traced := s.srv.trace.messageTrace(s.id)
-	if traced != nil {
-		writers = append(writers, traced)
-	}
-	// Most messages go to the store alone: MultiWriter, two allocations
-	// per message, only when there are others.
-	data := io.Writer(stored)
-	if len(writers) > 1 {
-		data = io.MultiWriter(writers...)
-	}
 	s.inData = true
-	m.Size, err = readData(s.br, data, s.srv.maxSize.Load())
+	var err error
+	m.Size, err = readData(s.br, in.data, s.srv.maxSize.Load())
 	s.inData = false
-	if traced != nil {
-		traced.end(m.Size)
+	if in.traced != nil {
+		in.traced.end(m.Size)
 	}
 	if s.record { // formatted, an allocation, only for a transcript
 		s.note('C', fmt.Sprintf("<message data: %d octets>", m.Size))
 		s.note('C', ".")
 	}
-	if err == nil && strict != nil && strict.found {
-		d.abort()
-		s.srv.stats.rejected.Add(1)
-		return replyBareLFData
-	}
-	if err == nil {
-		if err = stored.Close(); err != nil {
-			err = &sinkError{err}
-		}
-	}
-	if err != nil {
-		d.abort()
-		return s.dataFailure(m, err)
-	}
-	if r, ok := s.fault(FaultDataEnd, m.To...); ok {
-		d.abort() // a fault's answer: nothing is stored
-		return r
-	}
-	if filter != nil {
-		if r, ok := s.filter(filter, m, sp, d); !ok {
-			d.abort()
-			return r
-		}
-	}
-	if m.Paths, err = d.commit(); err != nil {
-		s.srv.stats.failed.Add(1)
-		s.logger().Error("smtpd: delivery failed", "queue_id", m.ID, "err", err)
-		return replyLocalError
-	}
-	if kept != nil {
-		m.Data = kept.Bytes()
-	}
-	if s.record {
-		// The transcript only grows: the message can share it.
-		m.Transcript = s.transcript[:len(s.transcript):len(s.transcript)]
-	}
-	s.srv.accepted(m)
-	return replyQueued(m.ID)
+	return s.finishMessage(in, m, err)
 }
 
 // filter runs the content filter from the spool into the delivery. It
@@ -854,6 +802,7 @@ func (s *session) reset() {
 	s.from, s.nullFrom, s.params = address{}, false, mailParams{}
 	s.rcpts = s.rcpts[:0]
 	s.rcptParams = s.rcptParams[:0]
+	s.dropChunks()
 }
 
 // send queues a reply.

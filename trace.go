@@ -208,6 +208,13 @@ func (b *bodyTrace) endLine() {
 
 // end traces the summary and the end-of-data line.
 func (b *bodyTrace) end(size int64) {
+	b.summarize(size)
+	b.t.client(b.id, ".")
+}
+
+// summarize traces the last line, if it had no line ending, and the
+// summary of the message data.
+func (b *bodyTrace) summarize(size int64) {
 	if len(b.line) > 0 || b.truncated {
 		b.endLine()
 	}
@@ -216,5 +223,4 @@ func (b *bodyTrace) end(size int64) {
 		summary += fmt.Sprintf(", %d not shown (-trace-body shows them)", hidden)
 	}
 	b.t.event(b.id, "%s", summary)
-	b.t.client(b.id, ".")
 }
