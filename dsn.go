@@ -27,8 +27,8 @@ type DSNRecipient struct {
 	// Notify is NOTIFY: ["NEVER"], or some of "SUCCESS", "FAILURE" and
 	// "DELAY" in that order; nil when not given.
 	Notify []string
-	// OriginalType is the address type of ORCPT ("rfc822", "utf-8"), as
-	// the client wrote it; "" when not given.
+	// OriginalType is the address type of ORCPT, lower-cased ("rfc822",
+	// "utf-8"); "" when not given.
 	OriginalType string
 	// Original is the original recipient of ORCPT, its xtext encoding
 	// undone.

@@ -96,7 +96,7 @@ type mailParams struct {
 // of DSN (RFC 3461 §4.1, §4.2).
 type rcptParams struct {
 	notify    notifySet
-	orcptType string // the addr-type of ORCPT= as given ("rfc822"); "" when not given
+	orcptType string // the addr-type of ORCPT=, lower-cased ("rfc822"); "" when not given
 	orcpt     string // the original recipient of ORCPT=, xtext decoded
 }
 
@@ -302,8 +302,9 @@ func parseNotify(value string) (notifySet, error) {
 }
 
 // parseOrcpt parses the value of ORCPT= (RFC 3461 §4.2):
-// addr-type ";" xtext, where addr-type is an atom ("rfc822", "utf-8").
-// The address must decode to printable text; for rfc822, to ASCII.
+// addr-type ";" xtext, where addr-type is an atom ("rfc822", "utf-8"),
+// returned lower-cased since it is not case-sensitive. The address must
+// decode to printable text; for rfc822, to ASCII.
 func parseOrcpt(value string) (addrType, addr string, err error) {
 	addrType, encoded, ok := strings.Cut(value, ";")
 	p := &parser{s: addrType}
@@ -315,7 +316,7 @@ func parseOrcpt(value string) (addrType, addr string, err error) {
 		strings.EqualFold(addrType, "rfc822") && !isASCII(addr) {
 		return "", "", errBadParam
 	}
-	return addrType, addr, nil
+	return strings.ToLower(addrType), addr, nil
 }
 
 // decodeXtext decodes xtext (RFC 3461 §4): each octet is itself when it is

@@ -321,6 +321,7 @@ func TestParseRcpt(t *testing.T) {
 		{name: "NOTIFY NEVER", arg: "TO:<a@b> NOTIFY=NEVER", want: address{local: "a", domain: "b", raw: "a@b"}, wantParams: rcptParams{notify: notifyNever}},
 		{name: "NOTIFY list any case", arg: "TO:<a@b> notify=delay,Success", want: address{local: "a", domain: "b", raw: "a@b"}, wantParams: rcptParams{notify: notifyDelay | notifySuccess}},
 		{name: "NOTIFY all three", arg: "TO:<a@b> NOTIFY=SUCCESS,FAILURE,DELAY", want: address{local: "a", domain: "b", raw: "a@b"}, wantParams: rcptParams{notify: notifySuccess | notifyFailure | notifyDelay}},
+		{name: "ORCPT type in upper case", arg: "TO:<a@b> ORCPT=RFC822;x@y", want: address{local: "a", domain: "b", raw: "a@b"}, wantParams: rcptParams{orcptType: "rfc822", orcpt: "x@y"}},
 		{name: "ORCPT", arg: "TO:<a@b> ORCPT=rfc822;Alice@Example.org", want: address{local: "a", domain: "b", raw: "a@b"}, wantParams: rcptParams{orcptType: "rfc822", orcpt: "Alice@Example.org"}},
 		{name: "ORCPT xtext", arg: "TO:<a@b> ORCPT=rfc822;a+2Bb+3Dc@x NOTIFY=FAILURE", want: address{local: "a", domain: "b", raw: "a@b"}, wantParams: rcptParams{notify: notifyFailure, orcptType: "rfc822", orcpt: "a+b=c@x"}},
 		{name: "ORCPT utf-8 type", arg: "TO:<a@b> ORCPT=utf-8;j+C3+B8rn@x", want: address{local: "a", domain: "b", raw: "a@b"}, wantParams: rcptParams{orcptType: "utf-8", orcpt: "jørn@x"}},
