@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/smtp"
 	"os"
@@ -17,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
 )
 
 // Dovecot as the reader of what smtpd stores: a throwaway Dovecot, with
@@ -93,27 +96,63 @@ func mailOwner(t *testing.T) mailUser {
 	return mailUser{uid: uid, gid: gid, name: "nobody", switched: true}
 }
 
-// dovecotInstance is a running throwaway Dovecot serving IMAP.
+// dovecotInstance is a running throwaway Dovecot.
 type dovecotInstance struct {
-	port int
+	port int // where it serves IMAP, or LMTP
 	log  string
 }
 
-// startDovecot starts Dovecot serving the Maildirs under root, owned by
-// owner, to the user alice (password "secret"), and stops it when the test
-// ends. It skips the test when Dovecot or its IMAP server is missing (fails
-// it with SMTPD_REQUIRE_PEERS=1).
-func startDovecot(t *testing.T, root string, owner mailUser) *dovecotInstance {
+// startIMAP starts Dovecot serving the Maildirs under root, owned by
+// owner, over IMAP to the user alice (password "secret"); see startDovecot.
+func startIMAP(t *testing.T, root string, owner mailUser) *dovecotInstance {
+	t.Helper()
+	requireDovecotPart(t, "imapd", "dovecot-imapd")
+	dir := t.TempDir()
+	passwd := filepath.Join(dir, "passwd")
+	writeFile(t, passwd, "alice:{PLAIN}secret\n")
+	conf := strings.NewReplacer("/var/mail/smtpd", root,
+		"uid=vmail gid=vmail", fmt.Sprintf("uid=%d gid=%d", owner.uid, owner.gid)).Replace(dovecotConf) +
+		"disable_plaintext_auth = no\nauth_mechanisms = plain\n" +
+		"passdb {\n  driver = passwd-file\n  args = " + passwd + "\n}\n" +
+		"service imap-login {\n  inet_listener imap {\n    address = 127.0.0.1\n    port = PORT\n  }\n" +
+		"  inet_listener imaps {\n    port = 0\n  }\n  chroot =\n}\n"
+	return startDovecot(t, "imap", conf, owner, "* OK")
+}
+
+// startLMTPProxy starts Dovecot's LMTP server as a proxy that hands every
+// recipient to the LMTP server at backend; see startDovecot.
+func startLMTPProxy(t *testing.T, backend string) *dovecotInstance {
+	t.Helper()
+	requireDovecotPart(t, "lmtpd", "dovecot-lmtpd")
+	host, port, _ := net.SplitHostPort(backend)
+	owner := mailOwner(t)
+	conf := "lmtp_proxy = yes\n" +
+		"passdb {\n  driver = static\n  args = proxy=y host=" + host + " port=" + port + " nopassword=y\n}\n" +
+		fmt.Sprintf("userdb {\n  driver = static\n  args = uid=%d gid=%d\n}\n", owner.uid, owner.gid) +
+		"service lmtp {\n  inet_listener lmtp {\n    address = 127.0.0.1\n    port = PORT\n  }\n}\n"
+	return startDovecot(t, "lmtp", conf, owner, "220 ")
+}
+
+// requireDovecotPart skips the test when Dovecot, or its server of
+// protocol part, is missing (fails it with SMTPD_REQUIRE_PEERS=1).
+func requireDovecotPart(t *testing.T, part, pkg string) {
 	t.Helper()
 	requirePeer(t, "dovecot", "dovecot-core")
-	if _, err := os.Stat("/usr/share/dovecot/protocols.d/imapd.protocol"); err != nil {
+	if _, err := os.Stat("/usr/share/dovecot/protocols.d/" + part + ".protocol"); err != nil {
 		if os.Getenv(peersEnv) == "1" {
-			t.Fatalf("Dovecot's IMAP server is not installed and %s=1: install dovecot-imapd", peersEnv)
+			t.Fatalf("Dovecot's %s is not installed and %s=1: install %s", part, peersEnv, pkg)
 		}
-		t.Skip("Dovecot's IMAP server is not installed (Debian package dovecot-imapd)")
+		t.Skipf("Dovecot's %s is not installed (Debian package %s)", part, pkg)
 	}
-	// Dovecot's own unprivileged users, made by dovecot-core, when it
-	// can switch to them; otherwise everything runs as the owner.
+}
+
+// startDovecot starts a private Dovecot serving protocol, with conf (whose
+// listener port is written PORT, for a free one), and stops it when the
+// test ends; greeting is how its server greets, once it is ready. Dovecot
+// runs its processes as its own users (dovecot, dovenull) when it can, as
+// root; otherwise all as owner.
+func startDovecot(t *testing.T, protocol, conf string, owner mailUser, greeting string) *dovecotInstance {
+	t.Helper()
 	internal, group, login := "dovecot", "dovecot", "dovenull"
 	if os.Geteuid() == 0 {
 		requireAccount(t, "dovecot", "dovecot-core", false)
@@ -128,28 +167,21 @@ func startDovecot(t *testing.T, root string, owner mailUser) *dovecotInstance {
 	dir := t.TempDir()
 	openUp(t, dir) // the login process runs as dovenull
 	d := &dovecotInstance{log: filepath.Join(dir, "dovecot.log")}
-	passwd := filepath.Join(dir, "passwd")
-	writeFile(t, passwd, "alice:{PLAIN}secret\n")
 	for attempt := 1; ; attempt++ {
 		d.port = freePort(t)
-		conf := filepath.Join(dir, "dovecot.conf")
-		writeFile(t, conf, strings.NewReplacer("/var/mail/smtpd", root,
-			"uid=vmail gid=vmail", fmt.Sprintf("uid=%d gid=%d", owner.uid, owner.gid)).Replace(dovecotConf)+
+		path := filepath.Join(dir, "dovecot.conf")
+		writeFile(t, path, strings.ReplaceAll(conf, "PORT", strconv.Itoa(d.port))+
 			// The rest makes it a private instance: its own
-			// sockets, state and log, IMAP on the free port only.
-			"protocols = imap\nlisten = 127.0.0.1\nssl = no\n"+
+			// sockets, state and log, one protocol on the free port.
+			"protocols = "+protocol+"\nlisten = 127.0.0.1\nssl = no\n"+
 			"base_dir = "+filepath.Join(dir, "run")+"\n"+
 			"state_dir = "+filepath.Join(dir, "state")+"\n"+
 			"log_path = "+d.log+"\n"+
 			"default_internal_user = "+internal+"\ndefault_internal_group = "+group+"\ndefault_login_user = "+login+"\n"+
-			"disable_plaintext_auth = no\nauth_mechanisms = plain\n"+
-			"passdb {\n  driver = passwd-file\n  args = "+passwd+"\n}\n"+
-			"service imap-login {\n  inet_listener imap {\n    address = 127.0.0.1\n    port = "+strconv.Itoa(d.port)+"\n  }\n"+
-			"  inet_listener imaps {\n    port = 0\n  }\n  chroot =\n}\n"+
 			"service anvil {\n  chroot =\n}\n")
 		// In the foreground (-F), so that its pid is the child's and
 		// its end is seen at once.
-		cmd := exec.Command("dovecot", "-F", "-c", conf)
+		cmd := exec.Command("dovecot", "-F", "-c", path)
 		out := newSyncBuffer()
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
@@ -157,7 +189,7 @@ func startDovecot(t *testing.T, root string, owner mailUser) *dovecotInstance {
 		}
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
-		exited, err := waitIMAP(d.port, done)
+		exited, err := waitGreeting(d.port, greeting, done)
 		if err == nil {
 			t.Cleanup(func() {
 				stopDaemon(t, "dovecot", cmd.Process.Pid, nil)
@@ -185,9 +217,9 @@ func (d *dovecotInstance) readLog() []byte {
 	return data
 }
 
-// waitIMAP waits for an IMAP greeting on port, unless the daemon ends
-// first (done): then exited is true.
-func waitIMAP(port int, done <-chan error) (exited bool, err error) {
+// waitGreeting waits for a greeting that starts with prefix on port, unless
+// the daemon ends first (done): then exited is true.
+func waitGreeting(port int, prefix string, done <-chan error) (exited bool, err error) {
 	deadline := time.Now().Add(mailStackWait)
 	for {
 		select {
@@ -198,15 +230,15 @@ func waitIMAP(port int, done <-chan error) (exited bool, err error) {
 		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
 		if err == nil {
 			c.SetDeadline(time.Now().Add(5 * time.Second))
-			buf := make([]byte, 4)
-			_, err = c.Read(buf)
+			buf := make([]byte, len(prefix))
+			_, err = io.ReadFull(c, buf)
 			c.Close()
-			if err == nil && string(buf) == "* OK" {
+			if err == nil && string(buf) == prefix {
 				return false, nil
 			}
 		}
 		if time.Now().After(deadline) {
-			return false, fmt.Errorf("no IMAP greeting on port %d within %v: %v", port, mailStackWait, err)
+			return false, fmt.Errorf("no greeting on port %d within %v: %v", port, mailStackWait, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -287,7 +319,7 @@ func TestDovecotServesMaildir(t *testing.T) {
 	dir := t.TempDir()
 	openUp(t, dir)
 	root := filepath.Join(dir, "mail")
-	dc := startDovecot(t, root, owner)
+	dc := startIMAP(t, root, owner)
 	sd := startSmtpdAs(t, owner, dir, root)
 	box := filepath.Join(root, "alice")
 
@@ -381,4 +413,75 @@ func storedNameOf(t *testing.T, box string, wire []byte) string {
 	t.Helper()
 	name, _, _ := strings.Cut(filepath.Base(storedPathOf(t, box, wire)), ":")
 	return name
+}
+
+// TestDovecotLMTPProxySendsChunks puts Dovecot's LMTP proxy, whose client
+// sends BDAT when offered CHUNKING, in front of smtpd's LMTP: go-smtp's
+// LMTP client hands Dovecot a 1 MiB message for alice, bob and carol, and
+// Dovecot passes it on to smtpd in chunks (of 128 KiB). It is stored whole for
+// alice and carol; bob's full mailbox, refused by smtpd after the last
+// chunk, comes back through Dovecot to the client for bob alone.
+func TestDovecotLMTPProxySendsChunks(t *testing.T) {
+	t.Parallel()
+	ts := lmtpServer(t, lmtpFullMailbox)
+	dc := startLMTPProxy(t, ts.Addr)
+	conn, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(dc.port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := gosmtp.NewClientLMTP(conn)
+	defer c.Close()
+	if err := c.Hello("go-smtp.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail(interopFrom, nil); err != nil {
+		t.Fatal(err)
+	}
+	rcpts := []string{"alice@example.org", "bob@example.org", "carol@example.org"}
+	for _, to := range rcpts {
+		if err := c.Rcpt(to, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Text, as DATA to Dovecot wants it: no bare CR or LF, no NUL.
+	msg := bytes.Clone(interopMessage("dovecot-lmtp", rcpts...))
+	for i := 0; len(msg) < 1<<20; i++ {
+		msg = fmt.Appendf(msg, "line %d: Olá, ça va?\r\n", i)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(msg)
+	_, err = w.CloseWithLMTPResponse()
+	var lmtpErr gosmtp.LMTPDataError
+	if !errors.As(err, &lmtpErr) || len(lmtpErr) != 1 || lmtpErr["bob@example.org"] == nil || lmtpErr["bob@example.org"].Code != 452 {
+		t.Errorf("through Dovecot the client got %v, want bob's 452 alone", err)
+	}
+	c.Quit()
+
+	msgs, err := ts.WaitMessages(t.Context(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := msgs[0]
+	if !slices.Equal(m.To, []string{"alice@example.org", "carol@example.org"}) {
+		t.Errorf("stored for %q, want alice and carol", m.To)
+	}
+	if !bytes.HasSuffix(m.Data, msg) || !bytes.HasPrefix(m.Data, []byte("Received: ")) {
+		t.Errorf("stored data (%d octets) is not Dovecot's Received field and the %d octets sent", len(m.Data), len(msg))
+	}
+	var chunkCmds []string
+	for _, l := range m.Transcript {
+		if l.Kind == 'C' && strings.HasPrefix(l.Text, "BDAT ") {
+			chunkCmds = append(chunkCmds, l.Text)
+		}
+		if l.Kind == 'C' && l.Text == "DATA" {
+			t.Errorf("Dovecot sent DATA, though smtpd offers CHUNKING")
+		}
+	}
+	t.Logf("Dovecot sent the message in %d chunks: %q", len(chunkCmds), chunkCmds)
+	if len(chunkCmds) < 2 || !strings.HasSuffix(chunkCmds[len(chunkCmds)-1], " LAST") {
+		t.Errorf("Dovecot's chunks: %q, want several, the last one LAST", chunkCmds)
+	}
 }

@@ -25,13 +25,17 @@ import (
 
 // The main.cf lines that README.md's "Behind Postfix, in front of Dovecot"
 // shows; the tests write them with the ports of the moment in place of
-// 2525 and 2424 (see withPort). TestREADMEMailStack checks that README.md
-// shows them exactly as they are here.
+// 2525 and 2424 (see withPort), and their own socket in place of
+// /run/smtpd/lmtp.sock. TestREADMEMailStack checks that README.md shows
+// them exactly as they are here.
 const (
 	postfixRelayConf = `relayhost = [127.0.0.1]:2525
 `
 	postfixLMTPConf = `mydestination = example.org
 mailbox_transport = lmtp:inet:127.0.0.1:2424
+`
+	postfixLMTPSocketConf = `virtual_mailbox_domains = example.org
+virtual_transport = lmtp:unix:/run/smtpd/lmtp.sock
 `
 )
 
@@ -99,7 +103,7 @@ func startPostfix(t *testing.T, conf string) *postfixInstance {
 		"mail_owner = postfix\nsetgid_group = postdrop\n" +
 		"inet_interfaces = loopback-only\ninet_protocols = ipv4\n" +
 		"myhostname = postfix.test\nmydomain = postfix.test\nmyorigin = postfix.test\n" +
-		"mydestination =\nalias_maps =\nalias_database =\n" +
+		"alias_maps =\nalias_database =\n" +
 		"smtp_dns_support_level = disabled\n" +
 		conf
 	writeFile(t, filepath.Join(p.conf, "main.cf"), mainCf)
@@ -154,6 +158,9 @@ func (p *postfixInstance) queue(t *testing.T) []queuedMessage {
 	var msgs []queuedMessage
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
+		if !bytes.HasPrefix(sc.Bytes(), []byte("{")) {
+			continue // a warning
+		}
 		var m queuedMessage
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
 			t.Fatalf("postqueue -j: %v in %q", err, sc.Bytes())
@@ -306,4 +313,127 @@ func dsnEqual(a, b smtpd.DSN) bool {
 		slices.EqualFunc(a.Recipients, b.Recipients, func(x, y smtpd.DSNRecipient) bool {
 			return slices.Equal(x.Notify, y.Notify) && x.OriginalType == y.OriginalType && x.Original == y.Original
 		})
+}
+
+// lmtpStackFaults makes the LMTP server refuse one recipient at RCPT, for
+// good (Postfix bounces it), and one after the data, for now (Postfix
+// keeps it in its queue).
+const lmtpStackFaults = `rcpt match=nobody@* reply 550 5.1.1 No such user here
+data-end match=bob@* reply 452 4.2.2 Mailbox full
+`
+
+// lmtpStackRecipients are the recipients the LMTP tests inject: alice and
+// carol get the message, nobody is refused at RCPT, bob after the data.
+var lmtpStackRecipients = []string{"alice@example.org", "bob@example.org", "carol@example.org", "nobody@example.org"}
+
+// lmtpStackSender is the sender of the LMTP tests: a local address, so that
+// Postfix delivers its bounce over LMTP too.
+const lmtpStackSender = "sender@example.org"
+
+// TestPostfixDeliversOverLMTP has Postfix deliver local mail to smtpd
+// over LMTP on TCP (mailbox_transport), one recipient per transaction as
+// local(8) hands them over. alice and carol get the 8-bit message once
+// each; nobody is refused at RCPT and Postfix bounces it, over LMTP, to the
+// sender; bob's mailbox is full after the data, and Postfix keeps bob
+// alone in its queue.
+func TestPostfixDeliversOverLMTP(t *testing.T) {
+	t.Parallel()
+	ts := lmtpServer(t, lmtpStackFaults)
+	pf := startPostfix(t, withPort(postfixLMTPConf, "2424", ts.Addr))
+	msg := mailStackMessage("postfix-lmtp", lmtpStackRecipients...)
+	pf.sendmail(t, msg, append([]string{"-f", lmtpStackSender}, lmtpStackRecipients...)...)
+
+	ctx, cancel := context.WithTimeout(t.Context(), mailStackWait)
+	defer cancel()
+	for _, to := range []string{"alice@example.org", "carol@example.org"} {
+		m, err := ts.WaitFor(ctx, smtpdtest.To(to))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !m.LMTP || !slices.Equal(m.To, []string{to}) {
+			t.Errorf("message to %s: LMTP %v, To %q; want LMTP, %s alone", to, m.LMTP, m.To, to)
+		}
+		checkRelayed(t, m.Data, interopMessage("postfix-lmtp", lmtpStackRecipients...))
+	}
+	checkLMTPStack(t, ctx, ts, pf)
+}
+
+// TestPostfixDeliversOverLMTPUnixSocket has Postfix deliver to smtpd over
+// LMTP on a Unix socket (virtual_transport), all recipients in one
+// transaction: after the data smtpd answers for each, and Postfix takes
+// alice and carol as delivered and keeps bob alone in its queue. The
+// socket, mode 0660, is in a setgid directory of the postfix group, which
+// lets Postfix's lmtp client in.
+func TestPostfixDeliversOverLMTPUnixSocket(t *testing.T) {
+	t.Parallel()
+	ts := lmtpServer(t, lmtpStackFaults)
+	_, postfixGID := requireAccount(t, "postfix", "postfix", false)
+	dir := filepath.Join(t.TempDir(), "run")
+	if err := os.Mkdir(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	openUp(t, filepath.Dir(dir))
+	if err := os.Chown(dir, 0, postfixGID); err != nil {
+		t.Skipf("cannot give %s to the postfix group: %v", dir, err)
+	}
+	if err := os.Chmod(dir, 0o750|os.ModeSetgid); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "lmtp.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(sock, 0o660); err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- ts.SMTP.Serve(l) }()
+	t.Cleanup(func() {
+		ts.Close()
+		<-served
+	})
+	pf := startPostfix(t, strings.ReplaceAll(postfixLMTPSocketConf, "/run/smtpd/lmtp.sock", sock))
+	msg := mailStackMessage("postfix-lmtp-unix", lmtpStackRecipients...)
+	pf.sendmail(t, msg, append([]string{"-f", lmtpStackSender}, lmtpStackRecipients...)...)
+
+	ctx, cancel := context.WithTimeout(t.Context(), mailStackWait)
+	defer cancel()
+	m, err := ts.WaitFor(ctx, smtpdtest.To("alice@example.org"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.LMTP || !slices.Equal(m.To, []string{"alice@example.org", "carol@example.org"}) {
+		t.Errorf("LMTP %v, To %q; want LMTP, alice and carol in one message", m.LMTP, m.To)
+	}
+	checkRelayed(t, m.Data, interopMessage("postfix-lmtp-unix", lmtpStackRecipients...))
+	checkLMTPStack(t, ctx, ts, pf)
+}
+
+// checkLMTPStack checks, after Postfix delivered lmtpStackRecipients over
+// LMTP: alice and carol have the message once each, bob and nobody not at
+// all; the sender got Postfix's bounce for nobody; Postfix's queue keeps
+// bob alone, deferred with smtpd's 452.
+func checkLMTPStack(t *testing.T, ctx context.Context, ts *smtpdtest.Server, pf *postfixInstance) {
+	t.Helper()
+	bounce, err := ts.WaitFor(ctx, func(m *smtpd.Message) bool { return m.From == "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(bounce.To, []string{lmtpStackSender}) ||
+		!bytes.Contains(bounce.Data, []byte("Final-Recipient: rfc822; nobody@example.org")) ||
+		!bytes.Contains(bounce.Data, []byte("550 5.1.1 No such user here")) ||
+		bytes.Count(bounce.Data, []byte("Final-Recipient:")) != 1 {
+		t.Errorf("bounce to %q:\n%s", bounce.To, bounce.Data)
+	}
+	q := pf.waitQueue(t, func(q []queuedMessage) bool { return len(q) == 1 && q[0].Queue == "deferred" })
+	if r := q[0].Recipients; len(r) != 1 || r[0].Address != "bob@example.org" || !strings.Contains(r[0].DelayReason, "452 4.2.2 <bob@example.org> Mailbox full (in reply to end of DATA command)") {
+		t.Errorf("deferred recipients = %+v, want bob@example.org with smtpd's 452 after the data", r)
+	}
+	for box, want := range map[string]int{"alice": 1, "carol": 1, "sender": 1, "bob": 0, "nobody": 0} {
+		names, _ := os.ReadDir(filepath.Join(ts.MaildirRoot, box, "new"))
+		if len(names) != want {
+			t.Errorf("%s/new holds %d messages, want %d", box, len(names), want)
+		}
+	}
 }
