@@ -169,7 +169,7 @@ func (s *session) replyEachRecipient(refused map[int]reply, r reply) reply {
 // code, with the recipient named first, as LMTP servers do.
 func replyForRecipient(rcpt string, r reply) reply {
 	return reply{code: r.code, enh: r.enh, text: fmt.Sprintf("<%s> %s", rcpt, r.text),
-		why: r.why + " (for this recipient)", rfc: r.rfc + "; RFC 2033 §4.2"}
+		why: "for " + rcpt + " alone: " + r.why, rfc: r.rfc + "; RFC 2033 §4.2"}
 }
 
 // keepOnly takes out of the delivery, before it is committed, the
