@@ -57,16 +57,22 @@ func (s *session) cmdAUTH(arg string) reply {
 		return replySyntaxAUTH
 	}
 	var (
-		user       string
-		backendErr error
+		user, authz string
+		backendErr  error
 	)
-	check := func(name, password string) error {
+	check := func(identity, name, password string) error {
+		// RFC 4616 §2: an authorization identity other than the user's
+		// own means acting for someone else, which only TestMode allows
+		// (and records, for tests of clients that do it).
+		if identity != "" && identity != name && !s.srv.Config.TestMode {
+			return ErrAuthFailed
+		}
 		ctx, cancel := context.WithTimeout(s.srv.ctx, s.srv.set.commandTimeout)
 		defer cancel()
 		err := s.authenticate(ctx, name, password)
 		switch {
 		case err == nil:
-			user = name
+			user, authz = name, identity
 		case !errors.Is(err, ErrAuthFailed):
 			backendErr = err
 		}
@@ -89,8 +95,12 @@ func (s *session) cmdAUTH(arg string) reply {
 		if r, ok := s.fault(FaultAuth, user); ok {
 			return r
 		}
-		s.authUser = user
-		s.event("authenticated as %s", visible(user))
+		s.authUser, s.authzID = user, authz
+		if authz != "" && authz != user {
+			s.event("authenticated as %s, acting for %s", visible(user), visible(authz))
+		} else {
+			s.event("authenticated as %s", visible(user))
+		}
 		return replyAuthOK
 	case errors.Is(err, errAuthCancelled):
 		return replyAuthCancelled
@@ -240,22 +250,16 @@ func saslExchange(server sasl.Server, ir []byte, respond func(challenge []byte) 
 }
 
 // newSASLServer returns the server side of mechanism mech, checking
-// credentials with check; nil for a mechanism the server does not offer.
-// (go-sasl dropped its LOGIN server; loginServer replaces it.)
-func newSASLServer(mech string, check func(user, password string) error) sasl.Server {
+// credentials with check: the authorization identity ("" when the client
+// gave none, as LOGIN never does), the user name and the password. It
+// returns nil for a mechanism the server does not offer. (go-sasl dropped
+// its LOGIN server; loginServer replaces it.)
+func newSASLServer(mech string, check func(identity, user, password string) error) sasl.Server {
 	switch mech {
 	case sasl.Plain:
-		return sasl.NewPlainServer(func(identity, user, password string) error {
-			// RFC 4616 §2: an authorization identity other than the
-			// user's own would mean acting for someone else, which this
-			// server never allows.
-			if identity != "" && identity != user {
-				return ErrAuthFailed
-			}
-			return check(user, password)
-		})
+		return sasl.NewPlainServer(check)
 	case sasl.Login:
-		return &loginServer{check: check}
+		return &loginServer{check: func(user, password string) error { return check("", user, password) }}
 	}
 	return nil
 }

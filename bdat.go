@@ -136,9 +136,6 @@ func (s *session) readChunk(c *chunked, size int64) error {
 		c.m.Size += size
 	}
 	s.event("chunk of %d octets; %d octets of message so far", size, c.m.Size)
-	if s.record {
-		s.note('C', fmt.Sprintf("<chunk data: %d octets>", size))
-	}
 	switch {
 	case err != nil:
 		return err
@@ -156,9 +153,7 @@ func (s *session) skipChunk(size int64, r reply) reply {
 	if err := s.copyChunk(io.Discard, size); err != nil {
 		return s.dataFailure(nil, err) // a read error: no message to name
 	}
-	if s.record {
-		s.note('C', fmt.Sprintf("<chunk data: %d octets, thrown away>", size))
-	}
+	s.event("chunk of %d octets read and thrown away", size)
 	return r
 }
 

@@ -29,14 +29,19 @@ var benchMessage = func() []byte {
 }()
 
 // startBenchServer serves a fresh data directory on 127.0.0.1: a plain
-// server, without smtpdtest's recording of every message.
-func startBenchServer(tb testing.TB) string {
+// server, without smtpdtest's recording of every message, unless configure
+// changes its Config.
+func startBenchServer(tb testing.TB, configure ...func(*smtpd.Config)) string {
 	tb.Helper()
-	srv, err := smtpd.NewServer(smtpd.Config{
+	cfg := smtpd.Config{
 		Hostname: "bench.test",
 		DataDir:  tb.TempDir(),
 		Logger:   slog.New(slog.DiscardHandler),
-	})
+	}
+	for _, f := range configure {
+		f(&cfg)
+	}
+	srv, err := smtpd.NewServer(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -123,7 +128,11 @@ func (c *benchConn) quit() error {
 // RCPT, DATA with a 2 KiB message stored durably (fsync of the file and of
 // new/), QUIT.
 func BenchmarkTransaction(b *testing.B) {
-	addr := startBenchServer(b)
+	benchTransactions(b, startBenchServer(b))
+}
+
+// benchTransactions runs whole sessions against addr, one after another.
+func benchTransactions(b *testing.B, addr string) {
 	b.SetBytes(int64(len(benchMessage)))
 	// Allocations are the whole process's: the client's share (a
 	// connection, a bufio.Reader, the reply strings) is counted too.

@@ -49,8 +49,11 @@
 //	sendWelcomeMail(srv.Addr) // the code under test
 //	m, err := srv.WaitFor(t.Context(), smtpdtest.To("alice@example.org"))
 //
-// Each Message carries its envelope, its bytes (Data, Header, Body), the
-// files it was stored as, and the Transcript of its session. A FaultPlan
+// Each Message carries its envelope, its bytes (Data, Header, Body), its
+// MIME parts (Text, HTML, Attachments, DecodedHeader), the files it was
+// stored as, and the Transcript of its session. Config.SessionStarted and
+// Config.SessionEnded hand out a SessionLog of every session, refused ones
+// too: each command with its reply, and how the session ended. A FaultPlan
 // makes the server answer what a test needs at any point of the dialogue
 // (greylisting, bounces, rate limits, latency, dropped connections), and
 // Config.TestMode accepts any AUTH credentials and records them.

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
+
+	"github.com/tpe-protos/smtpd"
 )
 
 // Dovecot as the reader of what smtpd stores: a throwaway Dovecot, with
@@ -472,11 +474,11 @@ func TestDovecotLMTPProxySendsChunks(t *testing.T) {
 		t.Errorf("stored data (%d octets) is not Dovecot's Received field and the %d octets sent", len(m.Data), len(msg))
 	}
 	var chunkCmds []string
-	for _, l := range m.Transcript {
-		if l.Kind == 'C' && strings.HasPrefix(l.Text, "BDAT ") {
+	for _, l := range m.Transcript() {
+		if l.Kind == smtpd.KindClient && strings.HasPrefix(l.Text, "BDAT ") {
 			chunkCmds = append(chunkCmds, l.Text)
 		}
-		if l.Kind == 'C' && l.Text == "DATA" {
+		if l.Kind == smtpd.KindClient && l.Text == "DATA" {
 			t.Errorf("Dovecot sent DATA, though smtpd offers CHUNKING")
 		}
 	}

@@ -54,8 +54,8 @@ func TestDSNParametersRecorded(t *testing.T) {
 		t.Errorf("Message.DSN = %+v, want %+v", got, want)
 	}
 	var events []string
-	for _, l := range msgs[0].Transcript {
-		if l.Kind == '*' && strings.Contains(l.Text, "DSN") {
+	for _, l := range msgs[0].Transcript() {
+		if l.Kind == smtpd.KindEvent && strings.Contains(l.Text, "DSN") {
 			events = append(events, l.Text)
 		}
 	}

@@ -2,6 +2,7 @@ package smtpd_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"net/textproto"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -189,4 +191,114 @@ rcpt match=bounce@* reply 550 5.1.1 No such user here
 	// 451 4.7.1 Greylisted, try again later
 	// <nil>
 	// 550 5.1.1 No such user here
+}
+
+// Every session, refused ones too: each command with its reply, the
+// messages delivered and how the session ended.
+func ExampleSessionLog() {
+	dir, _ := os.MkdirTemp("", "smtpd-example")
+	defer os.RemoveAll(dir)
+	plan, _ := smtpd.ParseFaultPlan(strings.NewReader("mail first=1 reply 451 4.7.1 Greylisted, try again later"))
+	ended := make(chan *smtpd.SessionLog, 2)
+	srv, _ := smtpd.NewServer(smtpd.Config{
+		DataDir:      dir,
+		Faults:       plan,
+		Logger:       slog.New(slog.DiscardHandler),
+		SessionEnded: func(l *smtpd.SessionLog) { ended <- l },
+	})
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	go srv.Serve(l)
+	defer srv.Close()
+
+	for range 2 { // the second try is accepted
+		smtp.SendMail(l.Addr().String(), nil, "app@example.net", []string{"alice@example.org"}, []byte("Subject: hi\r\n\r\nhi\r\n"))
+	}
+	sessions := []smtpd.SessionRecord{(<-ended).Record(), (<-ended).Record()}
+	slices.SortFunc(sessions, func(a, b smtpd.SessionRecord) int { return a.Start.Compare(b.Start) })
+	for _, s := range sessions {
+		fmt.Printf("session %s, %d message(s), ended: %v\n", s.ID, len(s.Messages), s.End)
+		for _, e := range s.Exchanges {
+			verb, _, _ := strings.Cut(e.Command, " ")
+			fmt.Printf("  %-5s %d\n", cmp.Or(verb, "-"), e.Code)
+		}
+	}
+	// Output:
+	// session 1, 0 message(s), ended: disconnected
+	//   -     220
+	//   EHLO  250
+	//   MAIL  451
+	// session 2, 1 message(s), ended: quit
+	//   -     220
+	//   EHLO  250
+	//   MAIL  250
+	//   RCPT  250
+	//   DATA  354
+	//   .     250
+	//   QUIT  221
+}
+
+// A message's transcript goes on past its data: the reply, and the end of
+// the session.
+func ExampleMessage_Transcript() {
+	dir, _ := os.MkdirTemp("", "smtpd-example")
+	defer os.RemoveAll(dir)
+	delivered := make(chan *smtpd.Message, 1)
+	srv, _ := smtpd.NewServer(smtpd.Config{
+		Hostname:  "mx.example",
+		DataDir:   dir,
+		Logger:    slog.New(slog.DiscardHandler),
+		Delivered: func(m *smtpd.Message) { delivered <- m },
+	})
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	go srv.Serve(l)
+	defer srv.Close()
+
+	smtp.SendMail(l.Addr().String(), nil, "app@example.net", []string{"alice@example.org"}, []byte("Subject: hi\r\n\r\nhi\r\n"))
+	m := <-delivered
+	tr := m.Transcript()
+	from := slices.IndexFunc(tr, func(l smtpd.TranscriptLine) bool { return strings.HasPrefix(l.Text, "MAIL") })
+	for _, line := range tr[from:] {
+		if line.Kind != smtpd.KindEvent {
+			fmt.Println(strings.ReplaceAll(line.String(), m.ID, "<id>"))
+		}
+	}
+	// Output:
+	// C: MAIL FROM:<app@example.net> BODY=8BITMIME SMTPUTF8
+	// S: 250 2.1.0 Ok
+	// C: RCPT TO:<alice@example.org>
+	// S: 250 2.1.5 Ok
+	// C: DATA
+	// S: 354 End data with <CR><LF>.<CR><LF>
+	// C: <message data: 19 octets>
+	// C: .
+	// S: 250 2.0.0 Ok: queued as <id>
+	// C: QUIT
+	// S: 221 2.0.0 Bye
+}
+
+// The MIME structure of a message: its text and HTML, its attachments, its
+// header fields decoded.
+func ExampleMessage_Text() {
+	m := &smtpd.Message{Data: []byte("Subject: =?UTF-8?Q?Caf=C3=A9?= menu\r\n" +
+		"Content-Type: multipart/mixed; boundary=b\r\n" +
+		"\r\n" +
+		"--b\r\n" +
+		"Content-Type: text/plain; charset=utf-8\r\n" +
+		"\r\n" +
+		"Today's menu is attached.\r\n" +
+		"--b\r\n" +
+		"Content-Type: text/csv; name=menu.csv\r\n" +
+		"Content-Transfer-Encoding: base64\r\n" +
+		"\r\n" +
+		"c291cCw0Cg==\r\n" +
+		"--b--\r\n")}
+	fmt.Println(m.DecodedHeader("Subject"))
+	fmt.Printf("%q\n", m.Text())
+	for _, a := range m.Attachments() {
+		fmt.Printf("%s %s %q\n", a.Filename, a.ContentType, a.Data)
+	}
+	// Output:
+	// Café menu
+	// "Today's menu is attached."
+	// menu.csv text/csv "soup,4\n"
 }

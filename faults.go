@@ -422,6 +422,7 @@ func (s *session) fault(p FaultPoint, subjects ...string) (reply, bool) {
 	switch {
 	case a.drop:
 		s.event("fault rule %d (%s): drop the connection", a.rule+1, p)
+		s.log.drop()
 	case a.reply.code != 0:
 		s.event("fault rule %d (%s): answer %q", a.rule+1, p, a.reply.String())
 	default:

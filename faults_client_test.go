@@ -190,7 +190,7 @@ func TestFaultPlanReplaced(t *testing.T) {
 // recorded, except when a fault rule answers AUTH; the transcript keeps
 // the dialogue without the secret.
 func TestFaultAuthAndTestMode(t *testing.T) {
-	srv := smtpdtest.NewServer(t, smtpdtest.AnyAuth(), smtpdtest.Faults(planOf(t, "auth first=1 reply 454 4.7.0 Temporary authentication failure")))
+	srv := smtpdtest.NewServer(t, smtpdtest.TestMode(), smtpdtest.Faults(planOf(t, "auth first=1 reply 454 4.7.0 Temporary authentication failure")))
 	auth := smtp.PlainAuth("", "alice", "s3cret-pw", "127.0.0.1")
 	send := func() error {
 		return smtp.SendMail(srv.Addr, auth, "alice@example.net", []string{"bob@example.org"}, []byte("Subject: hi\r\n\r\nhi\r\n"))
@@ -206,8 +206,9 @@ func TestFaultAuthAndTestMode(t *testing.T) {
 		t.Errorf("AuthUser, AuthPassword = %q, %q", m.AuthUser, m.AuthPassword)
 	}
 	var dialogue strings.Builder
-	for i, line := range m.Transcript {
-		if i > 0 && line.Time.Before(m.Transcript[i-1].Time) {
+	transcript := m.Transcript()
+	for i, line := range transcript {
+		if i > 0 && line.Time.Before(transcript[i-1].Time) {
 			t.Errorf("transcript times go back at line %d", i)
 		}
 		dialogue.WriteString(line.String() + "\n")

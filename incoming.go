@@ -137,10 +137,7 @@ func (s *session) settle(in *incoming, m *Message, err error) reply {
 	if in.kept != nil {
 		m.Data = in.kept.Bytes()
 	}
-	if s.record {
-		// The transcript only grows: the message can share it.
-		m.Transcript = s.transcript[:len(s.transcript):len(s.transcript)]
-	}
+	s.log.delivered(m)
 	s.srv.accepted(m)
 	return replyQueued(m.ID)
 }

@@ -46,6 +46,10 @@ type Message struct {
 	// AuthUser is the user the client authenticated as with AUTH; "" when
 	// it did not.
 	AuthUser string
+	// AuthzID is the authorization identity the client gave with AUTH
+	// PLAIN, the user it asked to act for (RFC 4616 §2); "" when it gave
+	// none. Only in Config.TestMode may it differ from AuthUser.
+	AuthzID string
 	// AuthPassword is the password the client gave with AUTH, recorded
 	// in Config.TestMode only, for tests of clients that authenticate.
 	AuthPassword string
@@ -56,35 +60,62 @@ type Message struct {
 	// Paths are the files the message was stored as, one per recipient
 	// mailbox (RFC 5321 recipients that map to the same mailbox share one).
 	Paths []string
-	// Transcript is the dialogue of the session that sent the message, from
-	// its start to the end of the message data: every line both ways and
-	// the session's events (TLS, AUTH), with their times. Secrets are
-	// redacted as in the trace, and the message data is one line of its
-	// size (Data has it). Like Data, it is only kept for Config.Delivered.
-	Transcript []TranscriptLine
 	// Data is the message as the client sent it: the wire form, with CRLF
 	// line endings and dot-stuffing undone, without the headers the server
 	// adds. It is only kept for Config.Delivered; elsewhere it is nil.
 	Data []byte
+
+	log    *SessionLog // of the session that sent the message; nil if none was kept
+	logEnd int         // the length of the log when the message was stored
+}
+
+// Transcript returns the dialogue of the session that sent the message:
+// every line both ways and the session's events (TLS, AUTH, fault rules),
+// with their times, from the session's start up to the client's next MAIL
+// command or the session's end. Secrets are redacted as in the trace, and
+// the message data is one line of its size (Data has it).
+//
+// The transcript grows as the session goes on: when Config.Delivered is
+// called it ends with the message data ("C: ."), and the server's reply
+// ("S: 250 2.0.0 Ok: queued as …"), QUIT and 221 are added once they
+// happen. Each call returns the lines so far; it is safe at any time, from
+// any goroutine. The server keeps a transcript only when Config.Delivered,
+// Config.SessionStarted or Config.SessionEnded is set; otherwise it is nil.
+func (m *Message) Transcript() []TranscriptLine {
+	if m.log == nil {
+		return nil
+	}
+	return m.log.transcript(m.logEnd)
 }
 
 // TranscriptLine is one line of a session's dialogue.
 type TranscriptLine struct {
 	Time time.Time
-	// Kind is 'C' for a line the client sent, 'S' for a reply line the
-	// server sent, '*' for an event (connection, TLS, AUTH, a fault rule).
-	Kind byte
+	Kind LineKind
 	Text string
 }
 
 // String returns the line as the trace shows it: "C: EHLO x", "S: 250 Ok",
 // "* connected from …".
 func (l TranscriptLine) String() string {
-	if l.Kind == '*' {
+	if l.Kind == KindEvent {
 		return "* " + l.Text
 	}
-	return string(l.Kind) + ": " + l.Text
+	return l.Kind.String() + ": " + l.Text
 }
+
+// LineKind says where a TranscriptLine comes from. Its values are the
+// marks the trace and the transcript use.
+type LineKind byte
+
+const (
+	KindClient LineKind = 'C' // a line the client sent
+	KindServer LineKind = 'S' // a reply line the server sent
+	KindEvent  LineKind = '*' // an event: connection, TLS, AUTH, a fault rule
+)
+
+// String returns the kind's mark: "C", "S" or "*".
+func (k LineKind) String() string { return string(rune(k)) }
 
 // receivedProtocol is the "with" clause of the Received header: RFC 5321
 // §4.4, with the LMTP forms and the S (TLS) and A (AUTH) suffixes of RFC
@@ -296,25 +327,35 @@ func (h *headerWriter) Write(p []byte) (int, error) {
 // section's end.
 func (h *headerWriter) examine(line []byte) {
 	first := h.next == 0
-	if len(line) == 0 {
-		h.done = true // the blank line ending the header section
-		return
-	}
-	if line[0] == ' ' || line[0] == '\t' {
-		// A continuation line; a message cannot start with one.
-		h.bodyOnly = first
-		h.done = first
-		return
-	}
-	name, _, ok := bytes.Cut(line, []byte(":"))
-	if !ok || !isFieldName(name) {
-		// Not a header field: the header section ends here (RFC 5322
-		// §2.2). The message's bytes are kept as they are.
-		h.bodyOnly = first
+	name, end := headerField(line, first)
+	if end {
+		// A message that does not start with a header field is all
+		// body; the message's bytes are kept as they are.
+		h.bodyOnly = first && len(line) > 0
 		h.done = true
 		return
 	}
 	h.seen |= watchedHeaders[strings.ToLower(string(name))]
+}
+
+// headerField examines a line of a message's header section, without its
+// line ending; first says whether it is the message's first line. It
+// returns the name of the field the line starts (nil for a continuation
+// line), or end when the header section ends before this line: at the blank
+// line that ends it, at a line that is not a header field (RFC 5322 §2.2),
+// or at once when the message starts with a continuation line.
+func headerField(line []byte, first bool) (name []byte, end bool) {
+	if len(line) == 0 {
+		return nil, true
+	}
+	if line[0] == ' ' || line[0] == '\t' {
+		return nil, first
+	}
+	name, _, ok := bytes.Cut(line, []byte(":"))
+	if !ok || !isFieldName(name) {
+		return nil, true
+	}
+	return name, false
 }
 
 // flush writes the server's headers and the held-back bytes; from then on
@@ -450,14 +491,25 @@ func (m *Message) Header() mail.Header {
 	return msg.Header
 }
 
-// Body returns the message's body: Data after the header section and the
-// blank line that ends it, in the wire form (CRLF line endings).
+// Body returns the message's body, in the wire form (CRLF line endings):
+// Data after the header section and the blank line that ends it. A message
+// whose first line is not a header field has no header section and is all
+// body (the server stores it so, after a blank line of its own). A header
+// section that no blank line ends stops at its first line that is not a
+// header field (RFC 5322 §2.2), where the body starts; a message that is
+// all header fields has an empty body.
 func (m *Message) Body() []byte {
-	if i := bytes.Index(m.Data, []byte("\r\n\r\n")); i >= 0 {
-		return m.Data[i+4:]
+	rest := m.Data
+	for first := true; len(rest) > 0; first = false {
+		line, next, _ := bytes.Cut(rest, []byte("\n"))
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if _, end := headerField(line, first); end {
+			if len(line) == 0 {
+				return next // after the blank line
+			}
+			return rest
+		}
+		rest = next
 	}
-	if bytes.HasPrefix(m.Data, []byte("\r\n")) {
-		return m.Data[2:]
-	}
-	return nil
+	return rest
 }

@@ -365,3 +365,45 @@ func TestMissingHeaders(t *testing.T) {
 		t.Errorf("missingHeaders with every field present = %q, want nothing", got)
 	}
 }
+
+func TestTranscriptLineString(t *testing.T) {
+	tests := []struct {
+		line TranscriptLine
+		want string
+	}{
+		{TranscriptLine{Kind: KindClient, Text: "EHLO x"}, "C: EHLO x"},
+		{TranscriptLine{Kind: KindServer, Text: "250 Ok"}, "S: 250 Ok"},
+		{TranscriptLine{Kind: KindEvent, Text: "connected from 127.0.0.1:1"}, "* connected from 127.0.0.1:1"},
+	}
+	for _, tt := range tests {
+		if got := tt.line.String(); got != tt.want {
+			t.Errorf("String() = %q, want %q", got, tt.want)
+		}
+	}
+}
+
+// TestBody: the body is what follows the header section, also when no blank
+// line ends it, as the server itself reads the message when it stores it.
+func TestBody(t *testing.T) {
+	tests := []struct{ name, data, want string }{
+		{"header and body", "Subject: x\r\n\r\nHello.\r\n", "Hello.\r\n"},
+		{"empty header section", "\r\nHello.\r\n", "Hello.\r\n"},
+		{"folded field", "Subject: x\r\n y\r\n\r\nHello.\r\n", "Hello.\r\n"},
+		{"no header section", "hello world\r\nbye\r\n", "hello world\r\nbye\r\n"},
+		{"starts with a continuation line", " hello\r\n", " hello\r\n"},
+		{"header section ended by a non-field line", "Subject: x\r\nhello there\r\n\r\nbye\r\n", "hello there\r\n\r\nbye\r\n"},
+		{"all header fields", "Subject: x\r\nTo: <a@example.org>\r\n", ""},
+		{"one field, no line ending", "Subject: x", ""},
+		{"one word, no line ending", "hello", "hello"},
+		{"bare LF", "Subject: x\n\nHello.\n", "Hello.\n"},
+		{"empty", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := &Message{Data: []byte(tt.data)}
+			if got := string(m.Body()); got != tt.want {
+				t.Errorf("Body() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

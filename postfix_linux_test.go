@@ -241,7 +241,7 @@ func TestPostfixRelaysOverSMTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bounce, err := ts.WaitFor(ctx, func(m *smtpd.Message) bool { return m.From == "" })
+	bounce, err := ts.WaitFor(ctx, smtpdtest.From(""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -416,7 +416,7 @@ func TestPostfixDeliversOverLMTPUnixSocket(t *testing.T) {
 // bob alone, deferred with smtpd's 452.
 func checkLMTPStack(t *testing.T, ctx context.Context, ts *smtpdtest.Server, pf *postfixInstance) {
 	t.Helper()
-	bounce, err := ts.WaitFor(ctx, func(m *smtpd.Message) bool { return m.From == "" })
+	bounce, err := ts.WaitFor(ctx, smtpdtest.From(""))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -146,9 +146,9 @@ func FuzzAuth(f *testing.F) {
 			calls   int
 			success bool
 		)
-		check := func(user, password string) error {
+		check := func(identity, user, password string) error {
 			calls++
-			if user == fuzzUser && password == fuzzPassword {
+			if (identity == "" || identity == user) && user == fuzzUser && password == fuzzPassword {
 				success = true
 				return nil
 			}

@@ -13,7 +13,6 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,11 +76,9 @@ type session struct {
 	// first chunk to the last; nil otherwise.
 	chunks *chunked
 
-	// The dialogue so far, kept for Message.Transcript when the server
-	// hands messages to Config.Delivered. Only appended to, so that each
-	// message can share it.
-	record     bool
-	transcript []TranscriptLine
+	// The session's log, when the server keeps one (Message.Transcript,
+	// Config.SessionStarted); nil otherwise.
+	log *SessionLog
 
 	faultPlan   *faults     // the plan faultCounts count for
 	faultCounts map[int]int // occurrences per rule of the plan, for PerSession rules
@@ -98,6 +95,7 @@ type session struct {
 	tlsConn      *tls.Conn            // set once TLS is on; conn stays the plain connection
 	tlsState     *tls.ConnectionState // of tlsConn
 	authUser     string               // the user AUTH accepted; "" before
+	authzID      string               // the authorization identity AUTH PLAIN gave, if any
 	authPassword string               // their password, kept in TestMode only
 	authFailures int                  // failed AUTH attempts (MaxAuthFailures)
 	deadline     time.Time            // end of the session (SessionTimeout)
@@ -105,7 +103,8 @@ type session struct {
 }
 
 func newSession(srv *Server, conn net.Conn, id uint64) *session {
-	s := &session{srv: srv, conn: conn, id: strconv.FormatUint(id, 10), remote: conn.RemoteAddr(), record: srv.Config.Delivered != nil}
+	s := &session{srv: srv, conn: conn, id: strconv.FormatUint(id, 10), remote: conn.RemoteAddr()}
+	s.log = srv.newSessionLog(s.id, s.remote)
 	s.deadline = time.Now().Add(srv.set.sessionTimeout)
 	s.acquireReader()
 	return s
@@ -136,7 +135,9 @@ func (s *session) serve() {
 // greet admits the client and sends the greeting; it reports whether the
 // session goes on.
 func (s *session) greet() bool {
-	if r, ok := s.admit(); !ok {
+	r, ok := s.admit()
+	s.started()
+	if !ok {
 		s.send(r)
 		s.flush()
 		return false
@@ -269,6 +270,7 @@ func (s *session) end() {
 	}
 	s.conn.Close()
 	s.releaseReader()
+	s.ended()
 }
 
 // reply returns the reply to a command line, or to the error that came
@@ -677,6 +679,7 @@ func (s *session) newMessage() *Message {
 		Time:         time.Now(),
 		TLS:          s.tlsState,
 		AuthUser:     s.authUser,
+		AuthzID:      s.authzID,
 		AuthPassword: s.authPassword,
 	}
 	if !s.nullFrom {
@@ -723,9 +726,9 @@ func (s *session) receive(m *Message) reply {
 	if in.traced != nil {
 		in.traced.end(m.Size)
 	}
-	if s.record { // formatted, an allocation, only for a transcript
-		s.note('C', fmt.Sprintf("<message data: %d octets>", m.Size))
-		s.note('C', ".")
+	if s.log != nil { // formatted, an allocation, only for a transcript
+		s.note(KindClient, fmt.Sprintf("<message data: %d octets>", m.Size))
+		s.note(KindClient, ".")
 	}
 	return s.finishMessage(in, m, err)
 }
@@ -811,12 +814,7 @@ func (s *session) send(r reply) {
 		return
 	}
 	s.srv.trace.server(s.id, r)
-	if s.record {
-		now := time.Now()
-		for _, line := range strings.Split(r.String(), "\n") {
-			s.transcript = append(s.transcript, TranscriptLine{Time: now, Kind: 'S', Text: line})
-		}
-	}
+	s.log.reply(r)
 	s.srv.stats.countReply(r.code)
 	s.out = r.appendTo(s.out)
 }
@@ -857,26 +855,24 @@ func traceReason(err error) string {
 
 // event traces, and records, something that is not a protocol line.
 func (s *session) event(format string, args ...any) {
-	if !s.record && !s.srv.trace.enabled() {
+	if s.log == nil && !s.srv.trace.enabled() {
 		return
 	}
 	text := fmt.Sprintf(format, args...)
 	s.srv.trace.event(s.id, "%s", text)
-	s.note('*', text)
+	s.note(KindEvent, text)
 }
 
 // clientLine traces, and records, a line the client sent (redacted by the
 // caller where it holds a secret).
 func (s *session) clientLine(line string) {
 	s.srv.trace.client(s.id, line)
-	s.note('C', line)
+	s.note(KindClient, line)
 }
 
-// note adds a line to the session's transcript when it keeps one.
-func (s *session) note(kind byte, text string) {
-	if s.record {
-		s.transcript = append(s.transcript, TranscriptLine{Time: time.Now(), Kind: kind, Text: text})
-	}
+// note adds a line to the session's log when it keeps one.
+func (s *session) note(kind LineKind, text string) {
+	s.log.add(kind, text)
 }
 
 // logger returns the server's logger with the session's attributes.

@@ -124,6 +124,22 @@ type Config struct {
 	// (Message.Data). It runs on the session's goroutine: a slow function
 	// slows that session only.
 	Delivered func(*Message)
+	// SessionStarted and SessionEnded, if either is set, make the server
+	// keep a SessionLog of every session: the client's address, each
+	// command with its reply, the messages delivered, how the session
+	// ended. SessionStarted is called with the log once the client's
+	// address is known (after a PROXY header, and the TLS handshake on the
+	// implicit TLS port), before the server's first reply; the log then
+	// grows as the session goes on. SessionEnded is called with the
+	// complete log when the session has ended; Close, and a Shutdown
+	// that completes, return only after these calls. Both run on the
+	// session's goroutine. A
+	// connection turned away over MaxConns, before any session starts, has
+	// no log. A log holds the session's transcript and the first 1000
+	// messages it delivered (see SECURITY.md).
+	SessionStarted func(*SessionLog)
+	// SessionEnded: see SessionStarted.
+	SessionEnded func(*SessionLog)
 
 	// TLSConfig, if set, turns on STARTTLS (RFC 3207) and lets ServeTLS
 	// serve implicit TLS (RFC 8314). It needs a certificate (Certificates,

@@ -1,7 +1,8 @@
 // Package smtpdtest starts real SMTP servers for tests, in the style of
 // net/http/httptest: one line gives a test a server on a free loopback port,
 // with a temporary data directory, that is closed when the test ends and
-// that lets the test read, or wait for, the messages it received.
+// that lets the test read, or wait for, the messages it received and the
+// sessions clients had with it.
 //
 //	func TestSignup(t *testing.T) {
 //		srv := smtpdtest.NewServer(t)
@@ -9,29 +10,40 @@
 //		app.Signup("alice@example.org")
 //		m, err := srv.WaitFor(t.Context(), smtpdtest.To("alice@example.org"))
 //		if err != nil {
-//			t.Fatal(err) // says which messages did arrive
+//			t.Fatal(err) // says what it waited for, and which messages did arrive
 //		}
-//		if got := m.Header().Get("Subject"); got != "Welcome" {
+//		if got := m.DecodedHeader("Subject"); got != "Welcome" {
 //			t.Errorf("Subject = %q", got)
+//		}
+//		if !strings.Contains(m.Text(), "/confirm?token=") {
+//			t.Errorf("no confirmation link in %q", m.Text())
 //		}
 //	}
 //
+// Every wait ends: at the context's deadline, or, when the context has
+// none (t.Context() has none), after 10 seconds (see WaitTimeout), and
+// always before the test's own deadline (go test -timeout), so that a
+// failed wait says what arrived instead of ending in a timeout panic.
+//
 // The server is the real one, with its real replies, durable Maildir
 // delivery and smuggling-safe DATA reader; options add what a test needs on
-// top (a trace in the test's output, fault plans, any AUTH accepted).
+// top: a trace in the test's output, fault plans, test mode (any AUTH
+// accepted), TLS with a certificate of its own.
 package smtpdtest
 
 import (
-	"context"
-	"fmt"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"log/slog"
 	"net"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tpe-protos/smtpd"
+	"github.com/tpe-protos/smtpd/internal/selfsigned"
 )
 
 // Server is a running SMTP server for one test.
@@ -39,7 +51,8 @@ type Server struct {
 	// Addr is the server's host:port on the loopback interface.
 	Addr string
 	// TLSAddr is the host:port of its implicit TLS listener (RFC 8314),
-	// when the Config has a TLSConfig; "" otherwise.
+	// when it has TLS (the TLS option, or a Config.TLSConfig); ""
+	// otherwise.
 	TLSAddr string
 	// DataDir is the server's data directory, a t.TempDir() unless the
 	// Config named one.
@@ -50,22 +63,35 @@ type Server struct {
 	// SMTP is the server itself.
 	SMTP *smtpd.Server
 
+	tb          testing.TB
+	waitTimeout time.Duration
+	clientTLS   *tls.Config // trusts the certificate of the TLS option; nil without it
+
 	served  chan error // Serve's (and ServeTLS's) result
 	serving int        // how many results to wait for
 
-	mu      sync.Mutex
-	msgs    []*smtpd.Message
-	arrival chan struct{} // closed at the next arrival, then replaced
+	mu       sync.Mutex
+	msgs     []*smtpd.Message
+	sessions []*smtpd.SessionLog        // the last maxSessions, in the order they started
+	live     map[*smtpd.SessionLog]bool // sessions started since Reset that go on
+	ended    int                        // sessions started since Reset that have ended
+	arrival  chan struct{}              // closed at the next message, or session start or end, then replaced
 }
+
+// maxSessions bounds the sessions a Server keeps for Sessions; the oldest
+// are forgotten first.
+const maxSessions = 1000
 
 // An Option changes how NewServer sets a server up.
 type Option func(*options)
 
 type options struct {
-	cfg      smtpd.Config
-	trace    bool
-	faults   *smtpd.FaultPlan
-	testMode bool
+	cfg         smtpd.Config
+	trace       bool
+	faults      *smtpd.FaultPlan
+	testMode    bool
+	tls         bool
+	waitTimeout time.Duration
 }
 
 // Config starts the server with cfg; the other options and NewServer's
@@ -86,54 +112,65 @@ func Faults(plan *smtpd.FaultPlan) Option {
 	return func(o *options) { o.faults = plan }
 }
 
-// AnyAuth puts the server in smtpd.Config.TestMode: AUTH is offered
-// without TLS and accepts any credentials, which each Message records
-// (AuthUser, AuthPassword), and unknown MAIL and RCPT parameters are
-// ignored.
-func AnyAuth() Option {
+// TestMode puts the server in smtpd.Config.TestMode, for code that
+// authenticates or sends unusual parameters: AUTH (PLAIN and LOGIN) is
+// offered without TLS and accepts any credentials, which each Message
+// records (AuthUser, AuthzID, AuthPassword), and MAIL and RCPT parameters
+// the server does not know are ignored instead of refused.
+func TestMode() Option {
 	return func(o *options) { o.testMode = true }
 }
+
+// TLS gives the server a certificate of its own, made for the test and
+// trusted by Server.ClientTLSConfig: the server then offers STARTTLS and
+// also serves implicit TLS on TLSAddr. The certificate names the server's
+// hostname ("smtpd.test" unless the Config says otherwise), localhost,
+// 127.0.0.1 and ::1.
+//
+// Clients upgrade to TLS when STARTTLS is offered, net/smtp.SendMail
+// among them, and then check the certificate against the system's
+// authorities, which do not know this one: SendMail fails with "x509:
+// certificate signed by unknown authority". Code under test must take a
+// *tls.Config for that (see the example). The option cannot be combined
+// with a Config.TLSConfig.
+func TLS() Option {
+	return func(o *options) { o.tls = true }
+}
+
+// WaitTimeout sets how long a wait (WaitFor, WaitMessages,
+// WaitSessions) lasts when its context has no deadline; 10 seconds by
+// default. No wait lasts past the test's deadline (go test -timeout) less
+// a second, whatever the context and this timeout say.
+func WaitTimeout(d time.Duration) Option {
+	return func(o *options) { o.waitTimeout = d }
+}
+
+// defaultWaitTimeout is WaitTimeout's default.
+const defaultWaitTimeout = 10 * time.Second
 
 // NewServer starts a server on 127.0.0.1 and a free port and closes it when
 // the test ends. Unset Config fields get test-friendly values: the hostname
 // "smtpd.test", a t.TempDir() data directory, and logs written to the
 // test's output. The server keeps every message it stores (with its data)
-// for Messages, WaitMessages and WaitFor; a Delivered function in the
-// Config is still called. With a Config.TLSConfig it also serves implicit
-// TLS on TLSAddr. NewServer fails the test if the server cannot start.
+// for Messages, WaitMessages and WaitFor, and the record of the last 1000
+// sessions for Sessions; Delivered, SessionStarted and SessionEnded
+// functions in the Config are still called. With TLS it also serves
+// implicit TLS on TLSAddr. NewServer fails the test if the server cannot
+// start.
 func NewServer(tb testing.TB, opts ...Option) *Server {
 	tb.Helper()
-	var o options
+	o := options{waitTimeout: defaultWaitTimeout}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	cfg := o.cfg
-	if cfg.Hostname == "" {
-		cfg.Hostname = "smtpd.test"
+	ts := &Server{tb: tb, waitTimeout: o.waitTimeout, arrival: make(chan struct{}), served: make(chan error, 2), live: make(map[*smtpd.SessionLog]bool)}
+	cfg, err := ts.config(tb, o)
+	if err != nil {
+		tb.Fatalf("smtpdtest: %v", err)
 	}
-	if cfg.DataDir == "" {
-		cfg.DataDir = tb.TempDir()
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(tb.Output(), nil))
-	}
-	if o.trace {
-		cfg.Trace, cfg.Verbose, cfg.Explain, cfg.TraceColor = tb.Output(), true, true, smtpd.ColorNever
-	}
-	if o.faults != nil {
-		cfg.Faults = o.faults
-	}
-	cfg.TestMode = cfg.TestMode || o.testMode
-	ts := &Server{arrival: make(chan struct{}), served: make(chan error, 2), DataDir: cfg.DataDir, MaildirRoot: cfg.MaildirRoot}
+	ts.DataDir, ts.MaildirRoot = cfg.DataDir, cfg.MaildirRoot
 	if ts.MaildirRoot == "" {
 		ts.MaildirRoot = filepath.Join(cfg.DataDir, "Maildir")
-	}
-	userDelivered := cfg.Delivered
-	cfg.Delivered = func(m *smtpd.Message) {
-		ts.record(m)
-		if userDelivered != nil {
-			userDelivered(m)
-		}
 	}
 	srv, err := smtpd.NewServer(cfg)
 	if err != nil {
@@ -162,6 +199,87 @@ func NewServer(tb testing.TB, opts ...Option) *Server {
 	return ts
 }
 
+// config returns the server's Config: the options' on top of the one given,
+// test-friendly defaults, and the hooks that record messages and sessions.
+func (ts *Server) config(tb testing.TB, o options) (smtpd.Config, error) {
+	cfg := o.cfg
+	if cfg.Hostname == "" {
+		cfg.Hostname = "smtpd.test"
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = tb.TempDir()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(tb.Output(), nil))
+	}
+	if o.trace {
+		cfg.Trace, cfg.Verbose, cfg.Explain, cfg.TraceColor = tb.Output(), true, true, smtpd.ColorNever
+	}
+	if o.faults != nil {
+		cfg.Faults = o.faults
+	}
+	cfg.TestMode = cfg.TestMode || o.testMode
+	if o.tls {
+		if cfg.TLSConfig != nil {
+			return cfg, errTLSTwice
+		}
+		var err error
+		if cfg.TLSConfig, ts.clientTLS, err = ownCertificate(cfg.Hostname); err != nil {
+			return cfg, err
+		}
+	}
+	delivered, started, ended := cfg.Delivered, cfg.SessionStarted, cfg.SessionEnded
+	cfg.Delivered = func(m *smtpd.Message) {
+		ts.record(m)
+		if delivered != nil {
+			delivered(m)
+		}
+	}
+	cfg.SessionStarted = func(l *smtpd.SessionLog) {
+		ts.sessionStarted(l)
+		if started != nil {
+			started(l)
+		}
+	}
+	cfg.SessionEnded = func(l *smtpd.SessionLog) {
+		ts.sessionEnded(l)
+		if ended != nil {
+			ended(l)
+		}
+	}
+	return cfg, nil
+}
+
+var errTLSTwice = errors.New("the TLS option and a Config.TLSConfig exclude each other")
+
+// ownCertificate makes the TLS option's certificate, valid for a day, and
+// the server and client configurations that use it.
+func ownCertificate(hostname string) (server, client *tls.Config, err error) {
+	certPEM, keyPEM, err := selfsigned.New(hostname, time.Now(), 24*time.Hour)
+	if err != nil {
+		return nil, nil, err
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert.Leaf)
+	return &tls.Config{Certificates: []tls.Certificate{cert}},
+		&tls.Config{RootCAs: pool, ServerName: selfsigned.Name(hostname)}, nil
+}
+
+// ClientTLSConfig returns a TLS configuration for clients of the server:
+// it trusts the certificate of the TLS option, and expects the server's
+// hostname. Each call returns a new one, which the caller may change. It
+// returns nil when the server was not started with the TLS option.
+func (ts *Server) ClientTLSConfig() *tls.Config {
+	if ts.clientTLS == nil {
+		return nil
+	}
+	return ts.clientTLS.Clone()
+}
+
 // Close closes the server and every connection at once and waits until it
 // has stopped. It may be called more than once.
 func (ts *Server) Close() {
@@ -172,16 +290,42 @@ func (ts *Server) Close() {
 	}
 }
 
-func (ts *Server) record(m *smtpd.Message) {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	ts.msgs = append(ts.msgs, m)
+// wake wakes the waiters; ts.mu must be held.
+func (ts *Server) wake() {
 	close(ts.arrival)
 	ts.arrival = make(chan struct{})
 }
 
+func (ts *Server) record(m *smtpd.Message) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	ts.msgs = append(ts.msgs, m)
+	ts.wake()
+}
+
+func (ts *Server) sessionStarted(l *smtpd.SessionLog) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if len(ts.sessions) == maxSessions {
+		ts.sessions = append(ts.sessions[:0], ts.sessions[1:]...)
+	}
+	ts.sessions = append(ts.sessions, l)
+	ts.live[l] = true
+	ts.wake()
+}
+
+func (ts *Server) sessionEnded(l *smtpd.SessionLog) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ts.live[l] { // else it started before Reset
+		delete(ts.live, l)
+		ts.ended++
+	}
+	ts.wake()
+}
+
 // Messages returns the messages stored since the server started (or since
-// Reset), in the order they were accepted.
+// Reset or Take), in the order they were accepted.
 func (ts *Server) Messages() []*smtpd.Message {
 	msgs, _ := ts.snapshot()
 	return msgs
@@ -193,78 +337,47 @@ func (ts *Server) snapshot() ([]*smtpd.Message, <-chan struct{}) {
 	return append([]*smtpd.Message(nil), ts.msgs...), ts.arrival
 }
 
-// Reset forgets the messages received so far, so that subtests sharing a
-// server each wait for their own. What is on disk stays.
+// Take returns the messages stored since the server started (or since
+// Reset or Take) and forgets them, in one step: a message that arrives
+// meanwhile is either returned or kept for the next call, never lost.
+func (ts *Server) Take() []*smtpd.Message {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	msgs := ts.msgs
+	ts.msgs = nil
+	return msgs
+}
+
+// Reset forgets the messages and the sessions recorded so far, so that
+// subtests sharing a server each wait for their own. What is on disk stays.
 func (ts *Server) Reset() {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	ts.msgs = nil
+	ts.msgs, ts.sessions, ts.ended = nil, nil, 0
+	clear(ts.live)
 }
 
-// WaitMessages waits until at least n messages have been stored and returns
-// them all. If ctx ends first, it returns those that arrived and an error
-// that lists them. It wakes on each arrival; it does not poll.
-func (ts *Server) WaitMessages(ctx context.Context, n int) ([]*smtpd.Message, error) {
-	for {
-		msgs, arrival := ts.snapshot()
-		if len(msgs) >= n {
-			return msgs, nil
-		}
-		select {
-		case <-arrival:
-		case <-ctx.Done():
-			return msgs, fmt.Errorf("smtpdtest: %d of %d messages arrived (%w)%s", len(msgs), n, context.Cause(ctx), describe(msgs))
-		}
+// Sessions returns the record of each session since the server started (or
+// since Reset), in the order they started: the last 1000 of them. Sessions
+// that go on are included with End smtpd.SessionOpen. A client that got a
+// reply finds it there, and, if the reply ended the session (QUIT's 221,
+// a 421), that the session ended; a session the client just closed may
+// still be open for a moment (see WaitSessions).
+func (ts *Server) Sessions() []smtpd.SessionRecord {
+	logs, _, _ := ts.sessionSnapshot()
+	return records(logs)
+}
+
+func (ts *Server) sessionSnapshot() ([]*smtpd.SessionLog, int, <-chan struct{}) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return append([]*smtpd.SessionLog(nil), ts.sessions...), ts.ended, ts.arrival
+}
+
+func records(logs []*smtpd.SessionLog) []smtpd.SessionRecord {
+	recs := make([]smtpd.SessionRecord, len(logs))
+	for i, l := range logs {
+		recs[i] = l.Record()
 	}
-}
-
-// WaitFor waits until a stored message satisfies match (one that came
-// before the call counts too) and returns the first that does. If ctx ends
-// first, the error lists the messages that did arrive.
-func (ts *Server) WaitFor(ctx context.Context, match func(*smtpd.Message) bool) (*smtpd.Message, error) {
-	for {
-		msgs, arrival := ts.snapshot()
-		for _, m := range msgs {
-			if match(m) {
-				return m, nil
-			}
-		}
-		select {
-		case <-arrival:
-		case <-ctx.Done():
-			return nil, fmt.Errorf("smtpdtest: no matching message among the %d that arrived (%w)%s", len(msgs), context.Cause(ctx), describe(msgs))
-		}
-	}
-}
-
-// describe lists messages for an error: who sent each, to whom, its subject.
-func describe(msgs []*smtpd.Message) string {
-	var b strings.Builder
-	for i, m := range msgs {
-		fmt.Fprintf(&b, "\n\t%d. from <%s> to <%s> subject %q", i+1, m.From, strings.Join(m.To, ">, <"), m.Header().Get("Subject"))
-	}
-	return b.String()
-}
-
-// To matches a message with the recipient addr among its envelope
-// recipients (compared without regard to case).
-func To(addr string) func(*smtpd.Message) bool {
-	return func(m *smtpd.Message) bool {
-		for _, to := range m.To {
-			if strings.EqualFold(to, addr) {
-				return true
-			}
-		}
-		return false
-	}
-}
-
-// From matches a message with the envelope sender addr.
-func From(addr string) func(*smtpd.Message) bool {
-	return func(m *smtpd.Message) bool { return strings.EqualFold(m.From, addr) }
-}
-
-// Subject matches a message whose Subject header field contains s.
-func Subject(s string) func(*smtpd.Message) bool {
-	return func(m *smtpd.Message) bool { return strings.Contains(m.Header().Get("Subject"), s) }
+	return recs
 }

@@ -47,7 +47,7 @@ func TestWaitForReportsWhatArrived(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want DeadlineExceeded", err)
 	}
-	for _, want := range []string{"no matching message among the 1 that arrived", `from <bob@example.net> to <alice@example.org> subject "for alice@example.org"`} {
+	for _, want := range []string{"no message to <nobody@example.org> among the 1 that arrived", `from <bob@example.net> to <alice@example.org> subject "for alice@example.org"`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}

@@ -1,20 +1,13 @@
 package cli
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
+
+	"github.com/tpe-protos/smtpd/internal/selfsigned"
 )
 
 // The files of "-tls auto", in the data directory.
@@ -40,11 +33,11 @@ func loadOrCreateCert(dir, hostname string, now time.Time) (tls.Certificate, err
 	certPath, keyPath := filepath.Join(dir, autoCertFile), filepath.Join(dir, autoKeyFile)
 	if cert, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil {
 		leaf := cert.Leaf
-		if leaf != nil && now.Add(autoCertRenew).Before(leaf.NotAfter) && leaf.VerifyHostname(certHostname(hostname)) == nil {
+		if leaf != nil && now.Add(autoCertRenew).Before(leaf.NotAfter) && leaf.VerifyHostname(selfsigned.Name(hostname)) == nil {
 			return cert, nil
 		}
 	}
-	certPEM, keyPEM, err := selfSignedCert(hostname, now)
+	certPEM, keyPEM, err := selfsigned.New(hostname, now, autoCertLifetime)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
@@ -57,52 +50,6 @@ func loadOrCreateCert(dir, hostname string, now time.Time) (tls.Certificate, err
 		return tls.Certificate{}, err
 	}
 	return tls.X509KeyPair(certPEM, keyPEM)
-}
-
-// certHostname is the name a certificate for hostname must match: an
-// address literal "[192.0.2.1]" is matched as its IP address.
-func certHostname(hostname string) string {
-	return strings.TrimPrefix(strings.TrimSuffix(strings.TrimPrefix(hostname, "["), "]"), "IPv6:")
-}
-
-// selfSignedCert makes a self-signed certificate for hostname and returns it
-// and its key in PEM.
-func selfSignedCert(hostname string, now time.Time) (certPEM, keyPEM []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: hostname, Organization: []string{"smtpd self-signed"}},
-		NotBefore:             now.Add(-time.Hour), // some slack for clocks behind ours
-		NotAfter:              now.Add(autoCertLifetime),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-	}
-	if ip := net.ParseIP(certHostname(hostname)); ip != nil {
-		tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-	} else if hostname != "localhost" {
-		tmpl.DNSNames = append([]string{hostname}, tmpl.DNSNames...)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, nil, err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-	return certPEM, keyPEM, nil
 }
 
 // writeFileAtomic writes data to name through a temporary file in the same
