@@ -202,3 +202,18 @@ func stopDaemon(t *testing.T, name string, pid int, stop func() error) {
 		}
 	}
 }
+
+// TestREADMEMailStack checks that README.md's "Behind Postfix, in front of
+// Dovecot" shows the configuration the mail stack tests write, each as a
+// code block of its own.
+func TestREADMEMailStack(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, conf := range []string{postfixLMTPConf, postfixLMTPSocketConf, postfixRelayConf, dovecotConf} {
+		if !bytes.Contains(readme, []byte("```\n"+conf+"```\n")) {
+			t.Errorf("README.md has no code block holding exactly:\n%s", conf)
+		}
+	}
+}
