@@ -16,10 +16,10 @@ import (
 // chunked is a message being sent with BDAT, from its first chunk to its
 // last.
 type chunked struct {
-	in *incoming
+	in incoming
 	m  *Message
-	// failed is set once a chunk has failed: the message is given up,
-	// and BDAT is refused until RSET (RFC 3030 §2). in is then nil.
+	// failed is set once a chunk has failed: the message is given up
+	// (in is aborted), and BDAT is refused until RSET (RFC 3030 §2).
 	failed bool
 }
 
@@ -61,13 +61,12 @@ func (s *session) cmdBDAT(arg string) reply {
 			s.chunks = &chunked{failed: true}
 			return s.skipChunk(size, r)
 		}
-		m := s.newMessage()
-		in, r := s.openMessage(m)
-		if in == nil {
-			s.chunks = &chunked{failed: true}
+		c = &chunked{m: s.newMessage()}
+		if r, ok := s.openMessage(c.m, &c.in); !ok {
+			c.failed = true
+			s.chunks = c
 			return s.skipChunk(size, r)
 		}
-		c = &chunked{in: in, m: m}
 		s.chunks = c
 	}
 	err = s.readChunk(c, size)
@@ -81,11 +80,11 @@ func (s *session) cmdBDAT(arg string) reply {
 		// A failed chunk: the message is lost; the transaction waits
 		// for RSET.
 		c.in.abort()
-		c.in, c.failed = nil, true
+		c.failed = true
 		return s.dataFailure(c.m, err)
 	}
 	s.chunks = nil
-	r := s.finishMessage(c.in, c.m, err)
+	r := s.finishMessage(&c.in, c.m, err)
 	s.reset()
 	return r
 }
@@ -177,7 +176,7 @@ func (s *session) copyChunk(w io.Writer, size int64) error {
 
 // dropChunks gives up the message being sent in chunks, if any.
 func (s *session) dropChunks() {
-	if s.chunks != nil && s.chunks.in != nil {
+	if s.chunks != nil && !s.chunks.failed {
 		s.chunks.in.abort()
 	}
 	s.chunks = nil

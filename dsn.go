@@ -35,6 +35,18 @@ type DSNRecipient struct {
 	Original string
 }
 
+// keepRcptParams records the parameters of the recipient just added. Most
+// clients send none: the list is only made once one does.
+func (s *session) keepRcptParams(rp rcptParams) {
+	if rp == (rcptParams{}) && s.rcptParams == nil {
+		return
+	}
+	for len(s.rcptParams) < len(s.rcpts)-1 {
+		s.rcptParams = append(s.rcptParams, rcptParams{})
+	}
+	s.rcptParams = append(s.rcptParams, rp)
+}
+
 // dsn returns the DSN parameters of the transaction, for its Message.
 func (s *session) dsn() DSN {
 	d := DSN{Return: s.params.ret, EnvelopeID: s.params.envID}
@@ -43,7 +55,7 @@ func (s *session) dsn() DSN {
 			continue
 		}
 		if d.Recipients == nil {
-			d.Recipients = make([]DSNRecipient, len(s.rcptParams))
+			d.Recipients = make([]DSNRecipient, len(s.rcpts))
 		}
 		d.Recipients[i] = DSNRecipient{Notify: rp.notify.names(), OriginalType: rp.orcptType, Original: rp.orcpt}
 	}

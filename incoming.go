@@ -23,11 +23,12 @@ type incoming struct {
 	refused map[int]reply
 }
 
-// openMessage starts receiving the transaction's message, described by m:
-// it creates the delivery and the writers its data goes through. When it
-// cannot, it returns nil and the reply to send.
-func (s *session) openMessage(m *Message) (*incoming, reply) {
-	in := &incoming{filter: s.srv.activeFilter()}
+// openMessage starts receiving the transaction's message, described by m,
+// into in: it creates the delivery and the writers its data goes through.
+// When it cannot, it returns the reply to send, and false. (in is the
+// caller's, so that it need not be allocated once per message.)
+func (s *session) openMessage(m *Message, in *incoming) (reply, bool) {
+	*in = incoming{filter: s.srv.activeFilter()}
 	var err error
 	if s.srv.set.lmtp {
 		in.d, in.refused, err = s.createForRecipients(m)
@@ -47,7 +48,7 @@ func (s *session) openMessage(m *Message) (*incoming, reply) {
 	if err != nil {
 		s.srv.stats.failed.Add(1)
 		s.logger().Error("smtpd: cannot start delivery", "queue_id", m.ID, "err", err)
-		return nil, replyLocalError
+		return replyLocalError, false
 	}
 	host := s.srv.set.hostname
 	in.stored = newStoredWriter(sink, func(seen headerSet) []byte {
@@ -73,7 +74,7 @@ func (s *session) openMessage(m *Message) (*incoming, reply) {
 	if len(writers) > 1 {
 		in.data = io.MultiWriter(writers...)
 	}
-	return in, reply{}
+	return reply{}, true
 }
 
 // abort gives the message up: nothing of it is stored.

@@ -54,7 +54,7 @@ func (s *session) cmdLHLO(arg string) reply {
 		return r
 	}
 	s.greeted(helo, true)
-	return reply{code: 250, text: s.srv.set.hostname + "\n" + s.extensions(),
+	return reply{code: 250, text: s.helloText(),
 		why: "hello (LMTP): the lines after the first list the extensions the client may use, as after EHLO", rfc: "RFC 2033 §4.1; RFC 2920, 1870, 6152, 2034, 6531, 3461, 3030"}
 }
 

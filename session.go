@@ -70,7 +70,8 @@ type session struct {
 	nullFrom bool
 	params   mailParams
 	rcpts    []address
-	// rcptParams holds the parameters of each of rcpts (DSN, dsn.go).
+	// rcptParams holds the parameters of each of rcpts (DSN, dsn.go);
+	// nil while none had any.
 	rcptParams []rcptParams
 	// chunks is the message being sent with BDAT (bdat.go), from the
 	// first chunk to the last; nil otherwise.
@@ -541,14 +542,16 @@ func (s *session) cmdEHLO(arg string) reply {
 		return r
 	}
 	s.greeted(helo, true)
-	return reply{code: 250, text: s.srv.set.hostname + "\n" + s.extensions(),
+	return reply{code: 250, text: s.helloText(),
 		why: "hello: the lines after the first list the extensions the client may use", rfc: "RFC 5321 §4.1.1.1; RFC 2920, 1870, 6152, 2034, 6531, 3461, 3030"}
 }
 
-// extensions lists the service extensions the session offers, one per
-// line, as EHLO (and LMTP's LHLO) announce them.
-func (s *session) extensions() string {
-	return "PIPELINING\n" +
+// helloText is the text of the reply to EHLO (and LMTP's LHLO): the
+// server's name, then the service extensions the session offers, one per
+// line.
+func (s *session) helloText() string {
+	return s.srv.set.hostname + "\n" +
+		"PIPELINING\n" +
 		"SIZE " + strconv.FormatInt(s.srv.maxSize.Load(), 10) + "\n" +
 		"8BITMIME\n" +
 		"ENHANCEDSTATUSCODES\n" +
@@ -637,7 +640,7 @@ func (s *session) cmdRCPT(arg string) reply {
 		return r
 	}
 	s.rcpts = append(s.rcpts, to)
-	s.rcptParams = append(s.rcptParams, params)
+	s.keepRcptParams(params)
 	s.state = stateRcpt
 	s.traceRcptDSN(params)
 	return replyRecipientOK
@@ -708,8 +711,8 @@ func (s *session) mailboxes() []string {
 // receive answers 354, reads the message data into a new delivery and
 // commits it. Only a committed delivery earns 250 (SPEC §3).
 func (s *session) receive(m *Message) reply {
-	in, r := s.openMessage(m)
-	if in == nil {
+	var in incoming
+	if r, ok := s.openMessage(m, &in); !ok {
 		return r
 	}
 	s.send(replyStartData)
@@ -730,7 +733,7 @@ func (s *session) receive(m *Message) reply {
 		s.note(KindClient, fmt.Sprintf("<message data: %d octets>", m.Size))
 		s.note(KindClient, ".")
 	}
-	return s.finishMessage(in, m, err)
+	return s.finishMessage(&in, m, err)
 }
 
 // filter runs the content filter from the spool into the delivery. It
