@@ -77,22 +77,9 @@ func bdatClient(t *testing.T, addr string, params string, rcpts ...string) *clie
 		t.Fatal(err)
 	}
 	for range cmds {
-		expectCode(t, c, 250, "")
+		expectReply(t, c, 250, "")
 	}
 	return c
-}
-
-// expectCode reads a reply and checks its code and enhanced code.
-func expectCode(t *testing.T, c *client.Client, code int, enh string) *client.Reply {
-	t.Helper()
-	r, err := c.ReadReply()
-	if err != nil {
-		t.Fatalf("reading a reply: %v; want %d %s", err, code, enh)
-	}
-	if r.Code != code || enh != "" && r.Enhanced != enh {
-		t.Fatalf("got reply %q, want %d %s", r, code, enh)
-	}
-	return r
 }
 
 // TestBDATChunkSizes sends messages as chunks of 1 octet to 1 MiB, all
@@ -122,7 +109,7 @@ func TestBDATChunkSizes(t *testing.T) {
 							t.Fatal(err)
 						}
 						if len(rest) > 0 {
-							expectCode(t, c, 250, "2.0.0")
+							expectReply(t, c, 250, "2.0.0")
 						}
 					}
 				} else {
@@ -131,10 +118,10 @@ func TestBDATChunkSizes(t *testing.T) {
 						t.Fatal(err)
 					}
 					for range n - 1 {
-						expectCode(t, c, 250, "2.0.0")
+						expectReply(t, c, 250, "2.0.0")
 					}
 				}
-				r := expectCode(t, c, 250, "2.0.0")
+				r := expectReply(t, c, 250, "2.0.0")
 				if !strings.HasPrefix(r.Lines[0], "Ok: queued as ") {
 					t.Fatalf("last chunk: %q, want queued", r)
 				}
@@ -168,9 +155,9 @@ func TestBDATBoundaries(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range len(parts) - 1 {
-		expectCode(t, c, 250, "2.0.0")
+		expectReply(t, c, 250, "2.0.0")
 	}
-	expectCode(t, c, 250, "2.0.0")
+	expectReply(t, c, 250, "2.0.0")
 	if r, err := c.Cmd("NOOP"); err != nil || r.Code != 250 {
 		t.Fatalf("NOOP after the message: %v %v", r, err)
 	}
@@ -215,7 +202,7 @@ func TestBDATShortChunkThenDisconnect(t *testing.T) {
 			if err := c.SendRaw(append(bdat([]byte("Subject: cut\r\n\r\n"), false), cmd+"only this much"...)); err != nil {
 				t.Fatal(err)
 			}
-			expectCode(t, c, 250, "2.0.0") // the first chunk
+			expectReply(t, c, 250, "2.0.0") // the first chunk
 			c.Close()
 			if !trace.waitMatch(regexp.MustCompile(`disconnected during message data`), 10*time.Second) {
 				t.Fatalf("the server did not see the disconnection:\n%s", trace.bytes())
@@ -254,22 +241,22 @@ func TestBDATSizeAcrossChunks(t *testing.T) {
 	if err := c.SendRaw(wire); err != nil {
 		t.Fatal(err)
 	}
-	expectCode(t, c, 250, "2.0.0") // 600 octets: fits
-	expectCode(t, c, 552, "5.3.4") // 1200: over the limit
-	expectCode(t, c, 503, "5.5.1") // refused until RSET
-	expectCode(t, c, 250, "2.0.0") // RSET
-	expectCode(t, c, 250, "2.1.0")
-	expectCode(t, c, 250, "2.1.5")
-	if r := expectCode(t, c, 250, "2.0.0"); !strings.HasPrefix(r.Lines[0], "Ok: queued as") {
+	expectReply(t, c, 250, "2.0.0") // 600 octets: fits
+	expectReply(t, c, 552, "5.3.4") // 1200: over the limit
+	expectReply(t, c, 503, "5.5.1") // refused until RSET
+	expectReply(t, c, 250, "2.0.0") // RSET
+	expectReply(t, c, 250, "2.1.0")
+	expectReply(t, c, 250, "2.1.5")
+	if r := expectReply(t, c, 250, "2.0.0"); !strings.HasPrefix(r.Lines[0], "Ok: queued as") {
 		t.Fatalf("the next message: %q", r)
 	}
 	// One chunk over the limit on its own, in a new transaction.
 	c.Send("MAIL FROM:<bob@example.net>", "RCPT TO:<alice@example.org>")
-	expectCode(t, c, 250, "2.1.0")
-	expectCode(t, c, 250, "2.1.5")
+	expectReply(t, c, 250, "2.1.0")
+	expectReply(t, c, 250, "2.1.5")
 	c.SendRaw(append(bdat(filler(1200), true), "NOOP\r\n"...))
-	expectCode(t, c, 552, "5.3.4")
-	expectCode(t, c, 250, "2.0.0")
+	expectReply(t, c, 552, "5.3.4")
+	expectReply(t, c, 250, "2.0.0")
 	msgs, err := ts.WaitMessages(t.Context(), 1)
 	if err != nil {
 		t.Fatal(err)
@@ -318,10 +305,10 @@ func TestBDATRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 			if bytes.HasPrefix(tc.send, []byte("BDAT 1\r\n")) {
-				expectCode(t, c, 250, "2.0.0") // the chunk before DATA or RCPT
+				expectReply(t, c, 250, "2.0.0") // the chunk before DATA or RCPT
 			}
-			expectCode(t, c, tc.code, tc.enh)
-			expectCode(t, c, 250, "2.0.0") // NOOP: still in step
+			expectReply(t, c, tc.code, tc.enh)
+			expectReply(t, c, 250, "2.0.0") // NOOP: still in step
 		})
 	}
 }
@@ -336,7 +323,7 @@ func TestBDATBadSize(t *testing.T) {
 	if err := c.SendRaw([]byte("BDAT 12x\r\nRSET\r\nQUIT\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	expectCode(t, c, 501, "5.5.4")
+	expectReply(t, c, 501, "5.5.4")
 	if r, err := c.ReadReply(); err == nil {
 		t.Fatalf("after 501 the server answered %q; want the connection closed", r)
 	}
@@ -352,7 +339,7 @@ func TestBDATAbandoned(t *testing.T) {
 			ts := smtpdtest.NewServer(t)
 			c := bdatClient(t, ts.Addr, "", interopTo)
 			c.SendRaw(bdat([]byte("Subject: abandoned\r\n\r\n"), false))
-			expectCode(t, c, 250, "2.0.0")
+			expectReply(t, c, 250, "2.0.0")
 			if r, err := c.Cmd(abandon); err != nil || r.Code != 250 {
 				t.Fatalf("%s: %v %v", abandon, r, err)
 			}

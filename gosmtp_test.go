@@ -78,9 +78,11 @@ func TestGoSMTPClientDSN(t *testing.T) {
 	}
 }
 
-// lmtpWithGoSMTP delivers a message to alice, bob and carol with go-smtp's
-// LMTP client over conn, and returns what it reports for each recipient.
-func lmtpWithGoSMTP(t *testing.T, conn net.Conn) map[string]*gosmtp.DataResponse {
+// lmtpWithGoSMTP delivers msg to alice, bob and carol with go-smtp's LMTP
+// client over conn, checks that the client reports bob's full mailbox
+// (lmtpFullMailbox) and nothing else, and returns what it reports for each
+// recipient.
+func lmtpWithGoSMTP(t *testing.T, conn net.Conn, msg []byte) map[string]*gosmtp.DataResponse {
 	t.Helper()
 	c := gosmtp.NewClientLMTP(conn)
 	defer c.Close()
@@ -99,7 +101,7 @@ func lmtpWithGoSMTP(t *testing.T, conn net.Conn) map[string]*gosmtp.DataResponse
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.Write([]byte("Subject: over LMTP\r\n\r\nHi.\r\n"))
+	w.Write(msg)
 	resp, err := w.CloseWithLMTPResponse()
 	var lmtpErr gosmtp.LMTPDataError
 	if !errors.As(err, &lmtpErr) {
@@ -114,6 +116,9 @@ func lmtpWithGoSMTP(t *testing.T, conn net.Conn) map[string]*gosmtp.DataResponse
 	}
 	return resp
 }
+
+// lmtpGoSMTPMessage is what the go-smtp tests send with lmtpWithGoSMTP.
+const lmtpGoSMTPMessage = "Subject: over LMTP\r\n\r\nHi.\r\n"
 
 // checkLMTPDelivery checks that go-smtp saw alice and carol accepted and
 // that the server stored the message for them.
@@ -137,7 +142,7 @@ func TestGoSMTPLMTPClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp := lmtpWithGoSMTP(t, conn)
+	resp := lmtpWithGoSMTP(t, conn, []byte(lmtpGoSMTPMessage))
 	msgs, err := ts.WaitMessages(t.Context(), 1)
 	if err != nil {
 		t.Fatal(err)
@@ -177,7 +182,7 @@ func TestGoSMTPLMTPUnixSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp := lmtpWithGoSMTP(t, conn)
+	resp := lmtpWithGoSMTP(t, conn, []byte(lmtpGoSMTPMessage))
 	<-done // Delivered runs before the replies go out
 	checkLMTPDelivery(t, resp, msgs)
 	if got := string(msgs[0].Data); !strings.HasPrefix(got, "Subject") {

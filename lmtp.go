@@ -46,16 +46,8 @@ func (s *session) lmtpCommand(verb, arg string) (reply, bool) {
 // cmdLHLO answers LHLO: EHLO's reply, with the same extensions
 // (RFC 2033 §4.1).
 func (s *session) cmdLHLO(arg string) reply {
-	helo, err := parseHelo(arg)
-	if err != nil {
-		return replySyntaxLHLO
-	}
-	if r, ok := s.fault(FaultHelo, helo); ok {
-		return r
-	}
-	s.greeted(helo, true)
-	return reply{code: 250, text: s.helloText(),
-		why: "hello (LMTP): the lines after the first list the extensions the client may use, as after EHLO", rfc: "RFC 2033 §4.1; RFC 2920, 1870, 6152, 2034, 6531, 3461, 3030"}
+	return s.extendedHello(arg, replySyntaxLHLO,
+		"hello (LMTP): the lines after the first list the extensions the client may use, as after EHLO", "RFC 2033 §4.1; RFC 2920, 1870, 6152, 2034, 6531, 3461, 3030")
 }
 
 // createForRecipients creates the delivery of an LMTP message. If a

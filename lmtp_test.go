@@ -102,18 +102,18 @@ func TestLMTPRepliesPerRecipient(t *testing.T) {
 			}
 			c.Send(cmds...)
 			for range cmds {
-				expectCode(t, c, 250, "")
+				expectReply(t, c, 250, "")
 			}
 			msg := interopMessage("lmtp", lmtpRecipients...)
 			if chunked {
 				wire, n := chunks(msg, 1000)
 				c.SendRaw(wire)
 				for range n - 1 {
-					expectCode(t, c, 250, "2.0.0")
+					expectReply(t, c, 250, "2.0.0")
 				}
 			} else {
 				c.Send("DATA")
-				expectCode(t, c, 354, "")
+				expectReply(t, c, 354, "")
 				c.SendRaw(client.DotStuff(msg))
 			}
 			want := []struct {
@@ -122,7 +122,7 @@ func TestLMTPRepliesPerRecipient(t *testing.T) {
 			}{{452, "4.2.2"}, {250, "2.0.0"}, {451, "4.3.0"}, {250, "2.0.0"}}
 			var id string
 			for i, w := range want {
-				r := expectCode(t, c, w.code, w.enh)
+				r := expectReply(t, c, w.code, w.enh)
 				if rcpt := "<" + lmtpRecipients[i] + "> "; !strings.HasPrefix(r.Lines[0], rcpt) {
 					t.Errorf("reply %d %q does not name %s", i+1, r, rcpt)
 				}
@@ -179,12 +179,12 @@ func TestLMTPAllRefused(t *testing.T) {
 	c := lmtpClient(t, ts.Addr)
 	c.Send("MAIL FROM:<bob@example.net>", "RCPT TO:<alice@example.org>", "RCPT TO:<carol@example.org>", "DATA")
 	for range 3 {
-		expectCode(t, c, 250, "")
+		expectReply(t, c, 250, "")
 	}
-	expectCode(t, c, 354, "")
+	expectReply(t, c, 354, "")
 	c.SendRaw([]byte("Subject: no\r\n\r\nno\r\n.\r\n"))
 	for _, rcpt := range []string{"alice", "carol"} {
-		r := expectCode(t, c, 550, "5.7.1")
+		r := expectReply(t, c, 550, "5.7.1")
 		if !strings.HasPrefix(r.Lines[0], "<"+rcpt+"@example.org> ") {
 			t.Errorf("reply %q does not name %s", r, rcpt)
 		}
@@ -209,16 +209,16 @@ func TestLMTPTooLarge(t *testing.T) {
 	for _, chunked := range []bool{false, true} {
 		c.Send("MAIL FROM:<bob@example.net>", "RCPT TO:<alice@example.org>", "RCPT TO:<carol@example.org>")
 		for range 3 {
-			expectCode(t, c, 250, "")
+			expectReply(t, c, 250, "")
 		}
 		if chunked {
 			c.SendRaw(bdat(big, true))
 		} else {
 			c.Send("DATA")
-			expectCode(t, c, 354, "")
+			expectReply(t, c, 354, "")
 			c.SendRaw(client.DotStuff(big))
 		}
-		expectCode(t, c, 552, "5.3.4")
-		expectCode(t, c, 552, "5.3.4")
+		expectReply(t, c, 552, "5.3.4")
+		expectReply(t, c, 552, "5.3.4")
 	}
 }

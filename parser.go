@@ -196,21 +196,11 @@ func parseRcpt(arg string, esmtp, lenient bool) (to address, params rcptParams, 
 // parseMailParams interprets the esmtp-params of MAIL FROM.
 func parseMailParams(words []string, esmtp, lenient bool) (mailParams, error) {
 	var mp mailParams
-	seen := make(map[string]bool, len(words))
-	for _, w := range words {
-		key, value, hasValue := strings.Cut(w, "=")
-		key = strings.ToUpper(key)
-		if !isKeyword(key) || !esmtp && !lenient {
-			return mp, errUnknownParam
-		}
-		if seen[key] {
-			return mp, errBadParam
-		}
-		seen[key] = true
+	err := eachParam(words, esmtp, lenient, func(key, value string, hasValue bool) error {
 		switch key {
 		case "SIZE": // RFC 1870 §6: size-value = 1*20DIGIT
 			if !hasValue || value == "" || len(value) > 20 || strings.TrimLeft(value, "0123456789") != "" {
-				return mp, errBadParam
+				return errBadParam
 			}
 			n, err := strconv.ParseInt(value, 10, 64)
 			if err != nil {
@@ -220,47 +210,38 @@ func parseMailParams(words []string, esmtp, lenient bool) (mailParams, error) {
 		case "BODY": // RFC 6152; BINARYMIME from RFC 3030 §3
 			mp.body = strings.ToUpper(value)
 			if mp.body != "7BIT" && mp.body != "8BITMIME" && mp.body != "BINARYMIME" {
-				return mp, errBadParam
+				return errBadParam
 			}
 		case "SMTPUTF8": // RFC 6531 §3.4: no value
 			if hasValue {
-				return mp, errBadParam
+				return errBadParam
 			}
 			mp.smtputf8 = true
 		case "RET": // RFC 3461 §4.3
 			mp.ret = strings.ToUpper(value)
 			if mp.ret != "FULL" && mp.ret != "HDRS" {
-				return mp, errBadParam
+				return errBadParam
 			}
 		case "ENVID": // RFC 3461 §4.4: printable US-ASCII, as xtext
 			id, err := decodeXtext(value)
 			if err != nil || id == "" || len(value) > maxEnvIDLen || !isASCII(id) {
-				return mp, errBadParam
+				return errBadParam
 			}
 			mp.envID = id
 		default:
 			if !lenient {
-				return mp, errUnknownParam
+				return errUnknownParam
 			}
 		}
-	}
-	return mp, nil
+		return nil
+	})
+	return mp, err
 }
 
 // parseRcptParams interprets the esmtp-params of RCPT TO.
 func parseRcptParams(words []string, esmtp, lenient bool) (rcptParams, error) {
 	var rp rcptParams
-	seen := make(map[string]bool, len(words))
-	for _, w := range words {
-		key, value, _ := strings.Cut(w, "=")
-		key = strings.ToUpper(key)
-		if !isKeyword(key) || !esmtp && !lenient {
-			return rp, errUnknownParam
-		}
-		if seen[key] {
-			return rp, errBadParam
-		}
-		seen[key] = true
+	err := eachParam(words, esmtp, lenient, func(key, value string, _ bool) error {
 		var err error
 		switch key {
 		case "NOTIFY":
@@ -272,11 +253,32 @@ func parseRcptParams(words []string, esmtp, lenient bool) (rcptParams, error) {
 				err = errUnknownParam
 			}
 		}
-		if err != nil {
-			return rp, err
+		return err
+	})
+	return rp, err
+}
+
+// eachParam calls f with each esmtp-param of words (RFC 5321 §4.1.2): its
+// keyword upper-cased, its value, and whether it has one. A keyword that
+// is not one, or any parameter without EHLO (unless lenient), is an
+// unknown parameter; the same keyword twice, a bad value.
+func eachParam(words []string, esmtp, lenient bool, f func(key, value string, hasValue bool) error) error {
+	seen := make(map[string]bool, len(words))
+	for _, w := range words {
+		key, value, hasValue := strings.Cut(w, "=")
+		key = strings.ToUpper(key)
+		if !isKeyword(key) || !esmtp && !lenient {
+			return errUnknownParam
+		}
+		if seen[key] {
+			return errBadParam
+		}
+		seen[key] = true
+		if err := f(key, value, hasValue); err != nil {
+			return err
 		}
 	}
-	return rp, nil
+	return nil
 }
 
 // parseNotify parses the value of NOTIFY= (RFC 3461 §4.1):

@@ -534,16 +534,22 @@ func (s *session) cmdHELO(arg string) reply {
 // (RFC 5321 §4.1.1.1). SIZE shows the limit in force right now, which the
 // management protocol can change.
 func (s *session) cmdEHLO(arg string) reply {
+	return s.extendedHello(arg, replySyntaxEHLO,
+		"hello: the lines after the first list the extensions the client may use", "RFC 5321 §4.1.1.1; RFC 2920, 1870, 6152, 2034, 6531, 3461, 3030")
+}
+
+// extendedHello answers EHLO, or LMTP's LHLO: syntax when the argument is
+// not a name, else the extensions, explained by why and rfc.
+func (s *session) extendedHello(arg string, syntax reply, why, rfc string) reply {
 	helo, err := parseHelo(arg)
 	if err != nil {
-		return replySyntaxEHLO
+		return syntax
 	}
 	if r, ok := s.fault(FaultHelo, helo); ok {
 		return r
 	}
 	s.greeted(helo, true)
-	return reply{code: 250, text: s.helloText(),
-		why: "hello: the lines after the first list the extensions the client may use", rfc: "RFC 5321 §4.1.1.1; RFC 2920, 1870, 6152, 2034, 6531, 3461, 3030"}
+	return reply{code: 250, text: s.helloText(), why: why, rfc: rfc}
 }
 
 // helloText is the text of the reply to EHLO (and LMTP's LHLO): the
