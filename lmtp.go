@@ -16,6 +16,9 @@ var (
 		why: "an LMTP server is greeted with LHLO, never HELO or EHLO, so that SMTP and LMTP cannot be confused", rfc: "RFC 2033 §4.1"}
 	replySyntaxLHLO = reply{code: 501, enh: "5.5.4", text: "Syntax: LHLO hostname",
 		why: "LHLO takes one argument, the client's own host name", rfc: "RFC 2033 §4.1; RFC 5321 §4.1.1.1"}
+	// replyLHLO's text is made by helloText.
+	replyLHLO = reply{code: 250,
+		why: "hello (LMTP): the lines after the first list the extensions the client may use, as after EHLO", rfc: "RFC 2033 §4.1; RFC 2920, 1870, 6152, 2034, 6531, 3461, 3030"}
 )
 
 func replyGreetingLMTP(host string) reply {
@@ -46,8 +49,7 @@ func (s *session) lmtpCommand(verb, arg string) (reply, bool) {
 // cmdLHLO answers LHLO: EHLO's reply, with the same extensions
 // (RFC 2033 §4.1).
 func (s *session) cmdLHLO(arg string) reply {
-	return s.extendedHello(arg, replySyntaxLHLO,
-		"hello (LMTP): the lines after the first list the extensions the client may use, as after EHLO", "RFC 2033 §4.1; RFC 2920, 1870, 6152, 2034, 6531, 3461, 3030")
+	return s.extendedHello(arg, replySyntaxLHLO, replyLHLO)
 }
 
 // createForRecipients creates the delivery of an LMTP message. If a

@@ -534,13 +534,16 @@ func (s *session) cmdHELO(arg string) reply {
 // (RFC 5321 §4.1.1.1). SIZE shows the limit in force right now, which the
 // management protocol can change.
 func (s *session) cmdEHLO(arg string) reply {
-	return s.extendedHello(arg, replySyntaxEHLO,
-		"hello: the lines after the first list the extensions the client may use", "RFC 5321 §4.1.1.1; RFC 2920, 1870, 6152, 2034, 6531, 3461, 3030")
+	return s.extendedHello(arg, replySyntaxEHLO, replyEHLO)
 }
 
+// replyEHLO is the reply to EHLO, whose text helloText makes.
+var replyEHLO = reply{code: 250,
+	why: "hello: the lines after the first list the extensions the client may use", rfc: "RFC 5321 §4.1.1.1; RFC 2920, 1870, 6152, 2034, 6531, 3461, 3030"}
+
 // extendedHello answers EHLO, or LMTP's LHLO: syntax when the argument is
-// not a name, else the extensions, explained by why and rfc.
-func (s *session) extendedHello(arg string, syntax reply, why, rfc string) reply {
+// not a name, else hello with the extensions as its text.
+func (s *session) extendedHello(arg string, syntax, hello reply) reply {
 	helo, err := parseHelo(arg)
 	if err != nil {
 		return syntax
@@ -549,7 +552,8 @@ func (s *session) extendedHello(arg string, syntax reply, why, rfc string) reply
 		return r
 	}
 	s.greeted(helo, true)
-	return reply{code: 250, text: s.helloText(), why: why, rfc: rfc}
+	hello.text = s.helloText()
+	return hello
 }
 
 // helloText is the text of the reply to EHLO (and LMTP's LHLO): the
