@@ -87,6 +87,17 @@
 //	14:25:11.121 [7] C: RCPT TO:<alice@example.org>
 //	14:25:11.121 [7] S: 250 2.1.5 Ok
 //
+// # HTTP view
+//
+// Handler is a web page of the stored mail (list, search, each message with
+// its HTML in a sandboxed iframe, its attachments and session transcript), a
+// page of the live session trace for a classroom, a JSON API
+// (docs/http-api.md), Server-Sent Events of stored messages and of the
+// trace, and Prometheus /metrics. ServeWeb serves it on a listener
+// (Config.HTTPAddr for ListenAndServe); a program may mount it in its own
+// mux instead. It lists the Maildir tree itself, messages stored before the
+// server started included. It has no login: keep it on a loopback address.
+//
 // # Management
 //
 // ServeMetrics answers the UDP management protocol (docs/metrics-protocol.md):

@@ -176,8 +176,9 @@ func TestPrometheusExporter(t *testing.T) {
 		t.Errorf("after verbose-on and set-max-size 4096: trace %v, max size %v", m["smtpd_trace_enabled"], m["smtpd_max_message_bytes"])
 	}
 
-	// Only GET /metrics is served.
-	for _, path := range []string{"/", "/metric", "/metrics/x"} {
+	// GET /metrics is served, and not its neighbours (-metrics-http is
+	// now the HTTP view's listener: "/" is its list page).
+	for _, path := range []string{"/metric", "/metrics/x"} {
 		resp, err := http.Get("http://" + httpAddr + path)
 		if err != nil {
 			t.Fatal(err)

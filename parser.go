@@ -368,16 +368,6 @@ func unhex(c byte) byte {
 	return c - 'a' + 10
 }
 
-// isASCII reports whether s holds only US-ASCII.
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
-}
-
 // isKeyword reports whether s is an esmtp-keyword:
 // (ALPHA / DIGIT) *(ALPHA / DIGIT / "-").
 func isKeyword(s string) bool {

@@ -154,7 +154,7 @@ func exchanges(lines []TranscriptLine) []Exchange {
 // the session hooks need one.
 func (srv *Server) newSessionLog(id string, remote net.Addr) *SessionLog {
 	c := &srv.Config
-	if c.Delivered == nil && c.SessionStarted == nil && c.SessionEnded == nil {
+	if c.Delivered == nil && c.SessionStarted == nil && c.SessionEnded == nil && !srv.web.keepsTranscripts() {
 		return nil
 	}
 	return &SessionLog{id: id, start: time.Now(), remote: remote}

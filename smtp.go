@@ -90,6 +90,12 @@ type Config struct {
 	// loopback address unless the network is trusted: the protocol is
 	// authenticated, not encrypted.
 	MetricsAddr string
+	// HTTPAddr is the TCP address ListenAndServe also serves the HTTP
+	// view on (Handler: the web page, the JSON API, the event stream and
+	// Prometheus /metrics); "" means none. An address without a host
+	// (":8025") means the loopback interface, 127.0.0.1: the view has no
+	// login. Name the host to listen elsewhere ("0.0.0.0:8025").
+	HTTPAddr string
 	// MetricsKey is the secret that authenticates management requests
 	// and responses (HMAC-SHA256); at least 16 bytes. The management
 	// protocol is refused without it.
@@ -300,6 +306,7 @@ type Server struct {
 	replay        replayGuard  // of the management protocol
 	refused       atomic.Int64 // management requests refused since the last log line
 	refusedLogged atomic.Int64 // when that line was written, Unix nanoseconds
+	web           webFront     // the HTTP view (web.go)
 
 	mu          sync.Mutex
 	listeners   map[net.Listener]struct{}
@@ -359,7 +366,7 @@ func (srv *Server) setup() error {
 	srv.verbose.Store(srv.Config.Verbose)
 	srv.filterOn.Store(srv.Config.Filter != nil)
 	srv.ctx, srv.cancel = context.WithCancel(context.Background())
-	srv.trace = newTracer(&srv.Config, &srv.verbose)
+	srv.trace = newTracer(&srv.Config, &srv.verbose, &srv.web.events)
 	if err := os.MkdirAll(set.dataDir, 0o700); err != nil {
 		return fmt.Errorf("smtpd: data directory: %w", err)
 	}
@@ -493,9 +500,9 @@ func (srv *Server) isLocalDomain(domain string) bool {
 }
 
 // ListenAndServe listens on Config.Addr and serves SMTP until Shutdown or
-// Close, and the management protocol on Config.MetricsAddr if it is set. To
-// learn the address of a ":0" listener, listen yourself and call Serve (and
-// ServeMetrics) instead.
+// Close, the management protocol on Config.MetricsAddr and the HTTP view on
+// Config.HTTPAddr if they are set. To learn the address of a ":0" listener,
+// listen yourself and call Serve (and ServeMetrics, ServeWeb) instead.
 func (srv *Server) ListenAndServe() error {
 	if err := srv.init(); err != nil {
 		return err
@@ -522,6 +529,14 @@ func (srv *Server) ListenAndServe() error {
 			return err
 		}
 		go srv.ServeMetrics(pc)
+	}
+	hl, err := srv.listenWeb()
+	if err != nil {
+		l.Close()
+		return err
+	}
+	if hl != nil {
+		go srv.ServeWeb(hl)
 	}
 	return srv.Serve(l)
 }
@@ -671,7 +686,8 @@ func (srv *Server) Addr() net.Addr {
 func (srv *Server) shuttingDown() bool { return srv.inShutdown.Load() }
 
 // Shutdown stops the server gracefully: it closes the listeners (and the
-// management socket), lets every
+// management socket, and the HTTP view's, whose requests under way finish
+// and whose event streams end), lets every
 // session finish the transaction it is in, sends 421 4.3.2 to sessions
 // between transactions, and waits for all sessions to end. If ctx ends
 // first, Shutdown returns ctx.Err() and the remaining sessions go on; call
@@ -687,6 +703,7 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	srv.mu.Unlock()
+	srv.web.shutdown(ctx) // requests under way finish; event streams end
 
 	done := make(chan struct{})
 	go func() {
@@ -721,6 +738,7 @@ func (srv *Server) Close() error {
 		s.conn.Close()
 	}
 	srv.mu.Unlock()
+	srv.web.close()
 	if srv.cancel != nil {
 		srv.cancel() // kills running filters
 	}
@@ -755,12 +773,14 @@ func (srv *Server) releaseResources() {
 	})
 }
 
-// accepted records a stored message: counters, access log, Delivered.
+// accepted records a stored message: counters, access log, the HTTP view,
+// Delivered.
 func (srv *Server) accepted(m *Message) {
 	srv.stats.messages.Add(1)
 	if err := srv.access.write(m); err != nil {
 		srv.log.Error("smtpd: access log", "queue_id", m.ID, "err", err)
 	}
+	srv.web.stored(m)
 	if srv.Config.Delivered != nil {
 		srv.Config.Delivered(m)
 	}

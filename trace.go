@@ -56,10 +56,13 @@ func ParseColorMode(s string) (ColorMode, error) {
 //	14:25:11.125 [7] * connected from 127.0.0.1:53122
 //
 // Each line is built whole and written with one Write under a mutex, so the
-// lines of concurrent sessions never mix. A nil *tracer traces nothing.
+// lines of concurrent sessions never mix. The lines also go to the HTTP
+// view's live trace while a browser watches it, with explanations whether
+// or not the terminal gets them. A nil *tracer traces nothing.
 type tracer struct {
-	w       io.Writer
-	on      *atomic.Bool // the run-time switch
+	w       io.Writer    // nil: only the HTTP view's live trace
+	on      *atomic.Bool // the run-time switch of w
+	live    *eventHub    // the HTTP view's event stream
 	explain bool         // follow each reply with its explanation
 	body    bool         // trace message data whole, not summarised
 	pal     *palette.Palette
@@ -67,13 +70,10 @@ type tracer struct {
 	mu sync.Mutex
 }
 
-func newTracer(c *Config, on *atomic.Bool) *tracer {
-	if c.Trace == nil {
-		return nil
-	}
-	colored := c.TraceColor == ColorAlways ||
-		c.TraceColor == ColorAuto && isTerminal(c.Trace) && os.Getenv("NO_COLOR") == ""
-	return &tracer{w: c.Trace, on: on, explain: c.Explain, body: c.TraceBody, pal: palette.New(colored)}
+func newTracer(c *Config, on *atomic.Bool, live *eventHub) *tracer {
+	colored := c.Trace != nil && (c.TraceColor == ColorAlways ||
+		c.TraceColor == ColorAuto && isTerminal(c.Trace) && os.Getenv("NO_COLOR") == "")
+	return &tracer{w: c.Trace, on: on, live: live, explain: c.Explain, body: c.TraceBody, pal: palette.New(colored)}
 }
 
 func isTerminal(w io.Writer) bool {
@@ -81,7 +81,10 @@ func isTerminal(w io.Writer) bool {
 	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
 }
 
-func (t *tracer) enabled() bool { return t != nil && t.on.Load() }
+func (t *tracer) enabled() bool { return t != nil && (t.toTerminal() || t.live.tracing()) }
+
+// toTerminal reports whether lines go to Config.Trace now.
+func (t *tracer) toTerminal() bool { return t.w != nil && t.on.Load() }
 
 // client traces a line the client sent. Control characters are shown
 // escaped: a client must not be able to drive the teacher's terminal.
@@ -101,8 +104,8 @@ func (t *tracer) server(id string, r reply) {
 	for _, line := range strings.Split(r.String(), "\n") {
 		t.write(id, c.Sprint("S: "+line))
 	}
-	if t.explain && r.why != "" {
-		t.write(id, t.pal.Explain.Sprint("   ↳ "+r.explanation()))
+	if r.why != "" && (t.explain || t.live.tracing()) {
+		t.emit(id, t.pal.Explain.Sprint("   ↳ "+r.explanation()), t.explain)
 	}
 }
 
@@ -113,9 +116,18 @@ func (t *tracer) event(id, format string, args ...any) {
 	}
 }
 
-func (t *tracer) write(id, text string) {
+func (t *tracer) write(id, text string) { t.emit(id, text, true) }
+
+// emit writes a trace line to Config.Trace, if terminal is set and the
+// trace is on there, and to the HTTP view's live trace.
+func (t *tracer) emit(id, text string, terminal bool) {
+	now := time.Now()
+	t.live.traceLine(now, id, text)
+	if !terminal || !t.toTerminal() {
+		return
+	}
 	b := make([]byte, 0, 32+len(text))
-	b = time.Now().AppendFormat(b, "15:04:05.000")
+	b = now.AppendFormat(b, "15:04:05.000")
 	b = append(b, " ["...)
 	b = append(b, id...)
 	b = append(b, "] "...)

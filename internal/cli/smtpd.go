@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/tpe-protos/smtpd"
+	"github.com/tpe-protos/smtpd/internal/webaddr"
 )
 
 // Exit statuses of the commands.
@@ -59,7 +60,7 @@ type smtpdFlags struct {
 	idleTimeout           time.Duration
 	dataTimeout           time.Duration
 	shutdownTimeout       time.Duration
-	metricsHTTP           string
+	http, metricsHTTP     string
 	faults                string
 	testMode              bool
 	filter                string
@@ -105,7 +106,8 @@ func (f *smtpdFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.strictCRLF, "strict-crlf", false, "refuse lines ending in a bare LF (default: take them, and say so in the trace)")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", smtpd.DefaultCommandTimeout, "how long to wait for a command")
 	fs.DurationVar(&f.dataTimeout, "data-timeout", smtpd.DefaultDataTimeout, "how long to wait for each block of message data")
-	fs.StringVar(&f.metricsHTTP, "metrics-http", "", "serve Prometheus metrics at http://`ADDR`/metrics (default off)")
+	fs.StringVar(&f.http, "http", "", "serve the web view, JSON API, event stream and Prometheus /metrics on `ADDR` (a port alone means 127.0.0.1; default off)")
+	fs.StringVar(&f.metricsHTTP, "metrics-http", "", "the same as -http (`ADDR`), under its old name")
 	fs.StringVar(&f.faults, "faults", "", "fault plan `file` (see README: Fault plans); SIGHUP reloads it")
 	fs.BoolVar(&f.testMode, "test-mode", false, "for clients under test: AUTH offered without TLS and any credentials accepted, unknown parameters ignored")
 	fs.StringVar(&f.filter, "filter", "", "content filter `command`, run without a shell: the message on its stdin, its stdout stored")
@@ -176,6 +178,11 @@ func (f *smtpdFlags) check() error {
 		return fmt.Errorf("-session-timeout %v: must be positive", f.sessionTimeout)
 	case f.greetDelay < 0:
 		return fmt.Errorf("-greet-delay %v: must not be negative", f.greetDelay)
+	case f.http != "" && f.metricsHTTP != "" && f.http != f.metricsHTTP:
+		return errors.New("-http and -metrics-http name the same listener: give one")
+	}
+	if f.http == "" {
+		f.http = f.metricsHTTP
 	}
 	for _, p := range strings.Split(f.proxyFrom, ",") {
 		if p = strings.TrimSpace(p); p == "" {
@@ -349,7 +356,7 @@ func Smtpd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	if f.faults != "" {
 		go reloadFaultsOnHUP(ctx, srv, f.faults, stderr)
 	}
-	served, err := listenAndServe(ctx, srv, &f, stdout)
+	served, err := listenAndServe(srv, &f, stdout)
 	if err != nil {
 		srv.Close()
 		fmt.Fprintf(stderr, "smtpd: %v\n", err)
@@ -396,7 +403,7 @@ func isSet(fs *flag.FlagSet, name string) bool {
 // listenAndServe binds the listeners the flags ask for, prints one
 // "Listening on" line for each, and serves them. Each serving goroutine
 // sends its result on the returned channel.
-func listenAndServe(ctx context.Context, srv *smtpd.Server, f *smtpdFlags, stdout io.Writer) (<-chan error, error) {
+func listenAndServe(srv *smtpd.Server, f *smtpdFlags, stdout io.Writer) (<-chan error, error) {
 	var (
 		l, unixL, tlsL, httpL net.Listener
 		pc                    net.PacketConn
@@ -432,10 +439,10 @@ func listenAndServe(ctx context.Context, srv *smtpd.Server, f *smtpdFlags, stdou
 			return nil, err
 		}
 	}
-	if f.metricsHTTP != "" {
-		if httpL, err = net.Listen("tcp", f.metricsHTTP); err != nil {
+	if f.http != "" {
+		if httpL, err = webaddr.Listen(f.http); err != nil {
 			closeAll()
-			return nil, fmt.Errorf("-metrics-http: %w", err)
+			return nil, fmt.Errorf("-http: %w", err)
 		}
 	}
 	served := make(chan error, 4)
@@ -460,11 +467,7 @@ func listenAndServe(ctx context.Context, srv *smtpd.Server, f *smtpdFlags, stdou
 	}
 	if httpL != nil {
 		fmt.Fprintf(&lines, "Listening on HTTP %s\n", httpL.Addr())
-		go func() {
-			if err := servePrometheus(ctx, srv, httpL); err != nil {
-				served <- fmt.Errorf("-metrics-http: %w", err)
-			}
-		}()
+		go func() { served <- srv.ServeWeb(httpL) }()
 	}
 	io.WriteString(stdout, lines.String())
 	return served, nil

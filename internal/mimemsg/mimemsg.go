@@ -224,6 +224,40 @@ func (m *Message) Attachments() []*Part {
 // Subject returns the decoded Subject field.
 func (m *Message) Subject() string { return DecodeHeader(m.Header.Get("Subject")) }
 
+// Field is one header field as it was sent: its name as written, its value
+// unfolded (RFC 5322 §2.2.3) but not decoded.
+type Field struct {
+	Name, Value string
+}
+
+// MaxFields bounds what HeaderFields returns.
+const MaxFields = 1000
+
+// HeaderFields returns the header fields of a message, or of a part, in their
+// order: net/mail's Header is a map and loses it, while a reader of a
+// message wants its Received fields in sequence. It reads up to the blank
+// line that ends the header section and at most MaxFields fields; a line
+// that is not a field ends the section early.
+func HeaderFields(raw []byte) []Field {
+	r := textproto.NewReader(bufio.NewReader(bytes.NewReader(raw)))
+	var fields []Field
+	for len(fields) < MaxFields {
+		line, err := r.ReadContinuedLine()
+		if line == "" {
+			return fields
+		}
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || name == "" || strings.ContainsAny(name, " \t") {
+			return fields
+		}
+		fields = append(fields, Field{Name: name, Value: strings.TrimSpace(value)})
+		if err != nil {
+			return fields
+		}
+	}
+	return fields
+}
+
 var wordDecoder = &mime.WordDecoder{CharsetReader: charsetReader}
 
 // DecodeHeader decodes the encoded words of a header field value

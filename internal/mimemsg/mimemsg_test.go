@@ -180,6 +180,9 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(multipartMessage))
 	f.Add([]byte("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\n--b--"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
+		if fields := HeaderFields(raw); len(fields) > MaxFields {
+			t.Fatalf("%d header fields", len(fields))
+		}
 		m, err := Parse(raw)
 		if err != nil {
 			return
@@ -194,4 +197,37 @@ func FuzzParse(f *testing.F) {
 		}
 		_, _, _ = m.Text(), m.HTML(), m.Attachments()
 	})
+}
+
+func TestHeaderFields(t *testing.T) {
+	for _, eol := range []string{"\r\n", "\n"} {
+		raw := strings.ReplaceAll("Received: from a\r\n\tby b; Mon, 1 Jan 2024\r\n"+
+			"Subject: =?UTF-8?Q?caf=C3=A9?=\r\n"+
+			"Received: from c\r\n"+
+			"X-Empty:\r\n"+
+			"\r\n"+
+			"Body: not a field\r\n", "\r\n", eol)
+		got := HeaderFields([]byte(raw))
+		want := []Field{
+			{"Received", "from a by b; Mon, 1 Jan 2024"},
+			{"Subject", "=?UTF-8?Q?caf=C3=A9?="},
+			{"Received", "from c"},
+			{"X-Empty", ""},
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("HeaderFields with %q line endings = %q, want %q", eol, got, want)
+		}
+	}
+	// A line that is not a field ends the header section; so does the
+	// end of the input; the count is bounded.
+	if got := HeaderFields([]byte("A: 1\nnot a field\nB: 2\n\n")); len(got) != 1 {
+		t.Errorf("after a line that is not a field: %q", got)
+	}
+	if got := HeaderFields([]byte("A: 1\nB: 2")); len(got) != 2 {
+		t.Errorf("without a blank line: %q", got)
+	}
+	many := strings.Repeat("X: y\n", MaxFields+10)
+	if got := HeaderFields([]byte(many)); len(got) != MaxFields {
+		t.Errorf("%d fields read, want MaxFields (%d)", len(got), MaxFields)
+	}
 }

@@ -1,26 +1,20 @@
-package cli
+package smtpd
 
 import (
-	"context"
-	"errors"
-	"net"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/tpe-protos/smtpd"
 )
 
 // statsCollector exports a server's counters for Prometheus, read at each
-// scrape from smtpd.Server.Stats: the counters the management protocol
+// scrape from Server.Stats: the counters the management protocol
 // serves, under the usual names and units, plus commands by verb and replies
 // by code as chasquid exports them.
 type statsCollector struct {
-	srv *smtpd.Server
+	srv *Server
 
 	connections, sessions, bytes, messages *prometheus.Desc
 	bareLF, commitBatches                  *prometheus.Desc
@@ -28,7 +22,7 @@ type statsCollector struct {
 	uptime, maxSize, verbose               *prometheus.Desc
 }
 
-func newStatsCollector(srv *smtpd.Server) *statsCollector {
+func newStatsCollector(srv *Server) *statsCollector {
 	return &statsCollector{
 		srv:           srv,
 		connections:   prometheus.NewDesc("smtpd_connections_total", "SMTP connections accepted, refused ones included.", nil, nil),
@@ -83,27 +77,11 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.verbose, verbose)
 }
 
-// prometheusServer serves /metrics for srv on l, with the Go runtime and
-// process collectors, from a registry of its own (no global state).
-func prometheusServer(srv *smtpd.Server) *http.Server {
+// prometheusHandler serves the metrics of srv in the Prometheus text
+// format, with the Go runtime and process collectors, from a registry of
+// its own (no global state: two servers in one process do not mix).
+func prometheusHandler(srv *Server) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newStatsCollector(srv), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-}
-
-// servePrometheus serves the exporter on l until ctx is done.
-func servePrometheus(ctx context.Context, srv *smtpd.Server, l net.Listener) error {
-	hs := prometheusServer(srv)
-	stop := context.AfterFunc(ctx, func() {
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		hs.Shutdown(shutdownCtx)
-	})
-	defer stop()
-	if err := hs.Serve(l); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }
