@@ -43,7 +43,7 @@ func requireAccount(t *testing.T, name, pkg string, group bool) (uid, gid int) {
 	if group {
 		var g *user.Group
 		if g, err = user.LookupGroup(name); err == nil {
-			gid, err = strconv.Atoi(g.Gid)
+			gid, _ = strconv.Atoi(g.Gid)
 			return -1, gid
 		}
 	} else {
