@@ -10,8 +10,8 @@ import (
 )
 
 // accessLog is DIR/access.log: one JSON object per line for every accepted
-// message, the machine-readable successor of the original project's
-// reports.txt.
+// message, the machine-readable successor of the original project's plain
+// text report.
 //
 // The file is opened at the first message, not at start: a server that
 // receives nothing (many test servers) creates nothing.
@@ -23,13 +23,15 @@ type accessLog struct {
 
 // accessEntry is one line of the access log.
 type accessEntry struct {
-	Time   time.Time `json:"time"`
-	ID     string    `json:"id"`
-	Client string    `json:"client"`
-	Helo   string    `json:"helo"`
-	From   string    `json:"from"`
-	To     []string  `json:"to"`
-	Size   int64     `json:"size"`
+	// Time is when the server answered 250, UTC, in milliseconds
+	// (accessTimeFormat).
+	Time   string   `json:"time"`
+	ID     string   `json:"id"`
+	Client string   `json:"client"`
+	Helo   string   `json:"helo"`
+	From   string   `json:"from"`
+	To     []string `json:"to"`
+	Size   int64    `json:"size"`
 	// TLS is the TLS version ("TLS 1.3") when the message came over TLS.
 	TLS string `json:"tls,omitempty"`
 	// User is the user the client authenticated as.
@@ -38,14 +40,18 @@ type accessEntry struct {
 
 func newAccessLog(name string) *accessLog { return &accessLog{name: name} }
 
-// write appends the line of m with a single write, so that lines from
-// concurrent sessions (and other processes appending) never interleave.
-func (a *accessLog) write(m *Message) error {
+// accessTimeFormat is RFC 3339 with milliseconds, always three digits.
+const accessTimeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+// write appends the line of m, accepted at time at, with a single write, so
+// that lines from concurrent sessions (and other processes appending) never
+// interleave.
+func (a *accessLog) write(m *Message, at time.Time) error {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false) // keep <, > and & readable
 	err := enc.Encode(accessEntry{
-		Time:   m.Time.UTC(),
+		Time:   at.UTC().Format(accessTimeFormat),
 		ID:     m.ID,
 		Client: m.RemoteAddr.String(),
 		Helo:   m.Helo,

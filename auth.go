@@ -293,8 +293,10 @@ func (a *loginServer) Next(resp []byte) (challenge []byte, done bool, err error)
 }
 
 // redactCommand returns a command line as it may be traced: an AUTH line
-// keeps its verb and mechanism, and the initial response, which holds
-// credentials, becomes <redacted>.
+// keeps its verb and a mechanism the server knows, and what follows them,
+// the initial response, becomes <redacted>. Anything else after AUTH may be
+// credentials in the wrong place ("AUTH AGJvYgBodW50ZXI=") and is redacted
+// whole.
 func redactCommand(line string) string {
 	i := strings.IndexAny(line, " \t")
 	if i < 0 || !strings.EqualFold(line[:i], "AUTH") {
@@ -306,29 +308,12 @@ func redactCommand(line string) string {
 		mech, resp = rest[:j], strings.TrimLeft(rest[j:], " \t")
 	}
 	switch {
-	case !isMechanismName(mech):
-		return line[:i] + " <redacted>" // maybe credentials in the wrong place
+	case newSASLServer(asciiUpper(mech), nil) == nil:
+		return line[:i] + " <redacted>"
 	case resp == "":
 		return line // no initial response
 	}
 	return line[:i] + " " + mech + " <redacted>"
-}
-
-// isMechanismName reports whether s looks like a SASL mechanism name
-// (RFC 4422 §3.1: up to 20 upper-case letters, digits, '-' and '_'; any
-// case is taken here).
-func isMechanismName(s string) bool {
-	if s == "" || len(s) > 20 {
-		return false
-	}
-	for _, c := range s {
-		switch {
-		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_':
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // Users is a set of user names and bcrypt password hashes for SMTP AUTH;
@@ -355,7 +340,8 @@ func (u Users) Authenticate(ctx context.Context, user, password string) error {
 }
 
 // ParseUsers reads a users file: one "user:bcrypt-hash" per line, as
-// HashPassword (or htpasswd -B) makes them. Blank lines and lines starting
+// "smtpd -hash-password" (or "htpasswd -B", or bcrypt.GenerateFromPassword
+// of golang.org/x/crypto/bcrypt) makes them. Blank lines and lines starting
 // with '#' are ignored. A user name is valid UTF-8 without spaces, control
 // characters or ':'. An error names the first bad line.
 func ParseUsers(r io.Reader) (Users, error) {
@@ -396,15 +382,4 @@ func validUserName(user string) bool {
 		}
 	}
 	return true
-}
-
-// HashPassword returns the bcrypt hash of password, as a users file line
-// wants it. bcrypt uses at most 72 bytes; a longer password is refused
-// rather than silently cut.
-func HashPassword(password string) (string, error) {
-	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
-	if err != nil {
-		return "", fmt.Errorf("smtpd: %w", err)
-	}
-	return string(h), nil
 }

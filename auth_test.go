@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/tpe-protos/smtpd"
 	"github.com/tpe-protos/smtpd/client"
 )
@@ -266,10 +268,11 @@ func TestAuthRedaction(t *testing.T) {
 }
 
 func TestParseUsers(t *testing.T) {
-	hash, err := smtpd.HashPassword("secret")
+	h, err := bcrypt.GenerateFromPassword([]byte("secret"), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
 	}
+	hash := string(h)
 	good := "# users\n\nalice:" + hash + "\n  bob:" + hash + "  \n"
 	users, err := smtpd.ParseUsers(strings.NewReader(good))
 	if err != nil {
@@ -295,8 +298,5 @@ func TestParseUsers(t *testing.T) {
 		if _, err := smtpd.ParseUsers(strings.NewReader(tc.file)); err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 			t.Errorf("ParseUsers(%q) = %v, want %q…", tc.file, err, tc.want)
 		}
-	}
-	if _, err := smtpd.HashPassword(strings.Repeat("x", 73)); err == nil {
-		t.Error("HashPassword accepted a password bcrypt would cut")
 	}
 }

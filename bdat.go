@@ -74,7 +74,7 @@ func (s *session) cmdBDAT(arg string) reply {
 		return replyChunkOK(size, c.m.Size)
 	}
 	if c.in.traced != nil {
-		c.in.traced.summarize(c.m.Size)
+		c.in.traced.summarize(c.m.Size, "")
 	}
 	if !last {
 		// A failed chunk: the message is lost; the transaction waits
@@ -157,14 +157,8 @@ func (s *session) skipChunk(size int64, r reply) reply {
 }
 
 // copyChunk copies the next size octets of input to w, each read within
-// DataTimeout. The replies waiting to go out are sent first if it has to
-// wait for the client.
+// DataTimeout (and, as every read, after the replies so far are sent).
 func (s *session) copyChunk(w io.Writer, size int64) error {
-	if int64(s.br.Buffered()) < size {
-		if err := s.flush(); err != nil {
-			return err
-		}
-	}
 	s.inData = true
 	_, err := io.CopyN(w, s.br, size)
 	s.inData = false

@@ -249,7 +249,7 @@ func (d *dovecotInstance) imap(t *testing.T, action ...string) []imapMessage {
 	t.Helper()
 	python := requirePeer(t, "python3", "python3")
 	args := append([]string{"-c", imapScript, strconv.Itoa(d.port), "alice", "secret"}, action...)
-	out, err := runToolErr(t, nil, python, args...)
+	out, err := mailToolErr(t, nil, python, args...)
 	if err != nil {
 		t.Fatalf("imaplib %s: %v\n%s", action, err, out)
 	}

@@ -35,6 +35,29 @@ type DSNRecipient struct {
 	Original string
 }
 
+// recipientAdded records what goes with the recipient just added: its
+// parameters (DSN), and in LMTP its reply after the data.
+func (s *session) recipientAdded(rp rcptParams) {
+	s.keepRcptParams(rp)
+	if s.srv.set.lmtp {
+		s.rcptReplies = append(s.rcptReplies, len(s.rcpts)-1)
+	}
+}
+
+// recipientAgain records, in LMTP, that a recipient given again was
+// answered 250: it gets a reply of its own after the data too.
+func (s *session) recipientAgain(to address) {
+	if !s.srv.set.lmtp {
+		return
+	}
+	for i, rcpt := range s.rcpts {
+		if rcpt.key() == to.key() {
+			s.rcptReplies = append(s.rcptReplies, i)
+			return
+		}
+	}
+}
+
 // keepRcptParams records the parameters of the recipient just added. Most
 // clients send none: the list is only made once one does.
 func (s *session) keepRcptParams(rp rcptParams) {

@@ -139,6 +139,7 @@ func (s *session) settle(in *incoming, m *Message, err error) reply {
 		m.Data = in.kept.Bytes()
 	}
 	s.log.delivered(m)
+	s.junk = 0 // progress
 	s.srv.accepted(m)
 	return replyQueued(m.ID)
 }

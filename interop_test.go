@@ -21,7 +21,7 @@ import (
 // wrote — swaks, curl, msmtp and Go's net/smtp — and check that it is
 // stored byte for byte: the stored file is the server's Return-Path and
 // Received fields followed by the message as sent, each CRLF turned into LF
-// (SPEC §5). The message has every header field the server could add, so
+// (as the README's Specification section says). The message has every header field the server could add, so
 // those two are all it adds.
 
 // peersEnv, when set to 1, turns a missing client program into a failure

@@ -22,7 +22,7 @@ import (
 
 // The lifecycle tests drive the Go API in-process, as an embedding program
 // would: NewServer (or a zero-value Server), a listener on 127.0.0.1:0,
-// Serve in a goroutine, then Shutdown or Close (SPEC §4, STYLE §2.3).
+// Serve in a goroutine, then Shutdown or Close (the pattern of net/http's Server).
 
 // lcWait bounds every wait of these tests for the server or a client.
 const lcWait = 10 * time.Second

@@ -3,15 +3,15 @@ package smtpd
 import (
 	"net"
 	"net/netip"
-	"syscall"
 	"time"
 )
 
 // admit runs what comes before the greeting, in the session's goroutine so
 // that no client can stall the accept loop: the PROXY header from a trusted
-// proxy, the per-address limit, the implicit TLS handshake and the early
-// talker check. When the client is not admitted it returns the reply to
-// send before closing (none when nothing sensible can be said) and false.
+// proxy, the per-address limit, the implicit TLS handshake and, with
+// GreetDelay, the early talker check. When the client is not admitted it
+// returns the reply to send before closing (none when nothing sensible can
+// be said) and false.
 func (s *session) admit() (reply, bool) {
 	if s.fromTrustedProxy() {
 		if err := s.readProxy(); err != nil {
@@ -32,6 +32,9 @@ func (s *session) admit() (reply, bool) {
 			return replyHangUp, false
 		}
 	}
+	if s.srv.set.greetDelay == 0 {
+		return reply{}, true
+	}
 	early, err := s.earlyTalker()
 	switch {
 	case err != nil:
@@ -44,19 +47,16 @@ func (s *session) admit() (reply, bool) {
 	return reply{}, true
 }
 
-// earlyTalker reports whether the client sent something before the
-// greeting. RFC 5321 §4.3.1 has the client wait for the 220 greeting, and
+// earlyTalker waits GreetDelay and reports whether the client sent something
+// meanwhile. RFC 5321 §4.3.1 has the client wait for the 220 greeting, and
 // PIPELINING (RFC 2920 §3.1) only lets it batch commands once EHLO has
-// shown the extension, so a legitimate client is silent here; spam software
-// that blasts its commands without listening is not. With GreetDelay the
-// server waits that long for the client to give itself away. Without it,
-// it only looks at what has already arrived, which costs nothing.
+// shown the extension, so a patient MTA is silent here; spam software that
+// blasts its commands without listening is not. Without GreetDelay nobody
+// is refused for this: a client that talks first (cat mail.txt | nc) is
+// served, its lines taken as one pipelined batch.
 func (s *session) earlyTalker() (bool, error) {
 	if s.br.Buffered() > 0 {
 		return true, nil // e.g. commands right behind a PROXY header
-	}
-	if s.srv.set.greetDelay == 0 {
-		return s.tlsConn == nil && pendingInput(s.conn), nil
 	}
 	s.conn.SetReadDeadline(s.capDeadline(time.Now().Add(s.srv.set.greetDelay)))
 	_, err := s.br.Peek(1)
@@ -67,26 +67,6 @@ func (s *session) earlyTalker() (bool, error) {
 		return false, nil // silent, as it should be
 	}
 	return false, err
-}
-
-// pendingInput reports whether a plain socket has input waiting, without
-// waiting or reading it (MSG_PEEK|MSG_DONTWAIT). It is false for
-// connections that are not sockets.
-func pendingInput(conn net.Conn) bool {
-	sc, ok := conn.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	pending := false
-	rc.Read(func(fd uintptr) bool {
-		pending = peekSocket(fd)
-		return true // never wait
-	})
-	return pending
 }
 
 // capDeadline returns t, or the end of the session if that comes first:
@@ -101,10 +81,14 @@ func (s *session) capDeadline(t time.Time) time.Time {
 }
 
 // timeoutReply is the reply to a read that timed out: the server is
-// shutting down, the session is over its time, or the client was idle.
+// shutting down, the session is over its time, or the client was idle. A
+// client that did not take the replies within CommandTimeout (the write
+// timed out) gets none.
 func (s *session) timeoutReply() reply {
 	host := s.srv.set.hostname
 	switch {
+	case s.writeErr != nil:
+		return replyHangUp
 	case s.srv.closing.Load():
 		return replyHangUp // Close drops connections without a goodbye
 	case s.srv.shuttingDown():
@@ -117,11 +101,11 @@ func (s *session) timeoutReply() reply {
 
 // claimIP counts the session against MaxConnsPerIP and reports whether it
 // is within the limit. Loopback clients are not counted unless
-// MaxConnsPerIP was set. Addresses that are not IP (a net.Pipe in tests, a
-// Unix socket) are not limited.
+// MaxConnsPerIP was set, and nobody is with MaxConnsPerIP -1. Addresses
+// that are not IP (a net.Pipe in tests, a Unix socket) are not limited.
 func (s *session) claimIP() bool {
 	ip := remoteIP(s.remote)
-	if !ip.IsValid() || ip.IsLoopback() && !s.srv.set.limitLoopback {
+	if !ip.IsValid() || s.srv.set.maxConnsPerIP == 0 || ip.IsLoopback() && !s.srv.set.limitLoopback {
 		return true
 	}
 	srv := s.srv

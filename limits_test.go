@@ -2,7 +2,9 @@ package smtpd_test
 
 import (
 	"bufio"
+	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -258,5 +260,56 @@ func TestMaxConnsPerIPLoopbackExempt(t *testing.T) {
 		if err != nil || !strings.HasPrefix(greeting, "220 ") {
 			t.Fatalf("connection %d from 127.0.0.1: %q, %v", i+1, greeting, err)
 		}
+	}
+}
+
+// TestMaxConnsPerIPNoLimit: by default a remote address (here a lab
+// machine's, 192.0.2.1, given by a PROXY header from a trusted local proxy)
+// gets 421 4.7.0 at its 101st session; with MaxConnsPerIP -1 (smtpd
+// -max-conns-per-ip -1) it is not limited at all.
+func TestMaxConnsPerIPNoLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		maxConnsPerIP int
+		refusedAt     int // the first session refused; 0: none
+	}{
+		{"default", 0, smtpd.DefaultMaxConnsPerIP + 1},
+		{"no limit", -1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := smtpdtest.NewServer(t, smtpdtest.Config(smtpd.Config{
+				MaxConnsPerIP: tc.maxConnsPerIP,
+				ProxyFrom:     []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+			}))
+			var conns []net.Conn
+			defer func() {
+				for _, c := range conns {
+					c.Close()
+				}
+			}()
+			for i := 1; i <= smtpd.DefaultMaxConnsPerIP+20; i++ {
+				c, err := net.Dial("tcp", srv.Addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				conns = append(conns, c)
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				fmt.Fprintf(c, "PROXY TCP4 192.0.2.1 192.0.2.25 %d 25\r\n", 40000+i)
+				reply, err := bufio.NewReader(c).ReadString('\n')
+				want := "220 "
+				if i == tc.refusedAt {
+					want = "421 4.7.0 "
+				}
+				if err != nil || !strings.HasPrefix(reply, want) {
+					t.Fatalf("session %d from 192.0.2.1: %q, %v; want %q", i, reply, err, want)
+				}
+				if i == tc.refusedAt {
+					return
+				}
+			}
+			if tc.refusedAt != 0 {
+				t.Fatalf("no session refused; want the %dth", tc.refusedAt)
+			}
+		})
 	}
 }

@@ -141,20 +141,21 @@ func (s *session) recipientFaults(in *incoming, m *Message) (reply, bool) {
 }
 
 // replyEachRecipient sends the replies that end an LMTP message: one per
-// accepted recipient, in RCPT order (RFC 2033 §4.2), each r or the
-// recipient's own refusal. It returns the last, which the caller sends.
+// RCPT answered 250, in RCPT order (RFC 2033 §4.2), a recipient given twice
+// twice; each is r or the recipient's own refusal. It returns the last,
+// which the caller sends.
 func (s *session) replyEachRecipient(refused map[int]reply, r reply) reply {
-	s.event("LMTP: a reply for each of the %d recipients follows, in RCPT order (RFC 2033 §4.2)", len(s.rcpts))
+	s.event("LMTP: a reply for each of the %d recipients follows, in RCPT order (RFC 2033 §4.2)", len(s.rcptReplies))
 	var last reply
-	for i, to := range s.rcpts {
+	for n, i := range s.rcptReplies {
 		ri := r
 		if own, ok := refused[i]; ok {
 			ri = own
 		}
-		if i > 0 {
+		if n > 0 {
 			s.send(last)
 		}
-		last = replyForRecipient(to.raw, ri)
+		last = replyForRecipient(s.rcpts[i].raw, ri)
 	}
 	return last
 }

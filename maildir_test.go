@@ -19,7 +19,7 @@ import (
 const maxMailboxName = 128
 
 // checkMailboxName checks the properties every mailbox name must have,
-// whatever the local part it came from (SPEC §5).
+// whatever the local part it came from (the README's What it does).
 func checkMailboxName(t *testing.T, local, name string) {
 	t.Helper()
 	switch {

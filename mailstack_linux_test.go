@@ -87,20 +87,20 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// runTool runs a command of a mail stack, bounded in time, and returns its
+// mailTool runs a command of a mail stack, bounded in time, and returns its
 // combined output; it fails the test unless the command exits 0.
-func runTool(t *testing.T, stdin []byte, name string, args ...string) []byte {
+func mailTool(t *testing.T, stdin []byte, name string, args ...string) []byte {
 	t.Helper()
-	out, err := runToolErr(t, stdin, name, args...)
+	out, err := mailToolErr(t, stdin, name, args...)
 	if err != nil {
 		t.Fatalf("%s %q: %v\n%s", name, args, err, out)
 	}
 	return out
 }
 
-// runToolErr is runTool returning the command's error. It also serves in
+// mailToolErr is mailTool returning the command's error. It also serves in
 // a test's cleanup, when the test's context is over.
-func runToolErr(t *testing.T, stdin []byte, name string, args ...string) ([]byte, error) {
+func mailToolErr(t *testing.T, stdin []byte, name string, args ...string) ([]byte, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), mailStackWait)
 	defer cancel()

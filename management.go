@@ -11,7 +11,7 @@ import (
 // minMetricsKey is the shortest management key accepted: 128 bits.
 const minMetricsKey = 16
 
-// ServeMetrics answers management protocol requests (SPEC §6) arriving on
+// ServeMetrics answers management protocol requests (docs/metrics-protocol.md) arriving on
 // pc until Shutdown or Close. It always returns a non-nil error and closes
 // pc; after Shutdown or Close the error is ErrServerClosed.
 //
@@ -130,7 +130,7 @@ func (srv *Server) run(cmd Command, arg uint64) (uint64, Status) {
 	case CmdBytesTransferred:
 		return srv.stats.bytesIn.Load() + srv.stats.bytesOut.Load(), StatusOK
 	case CmdVerboseOn, CmdVerboseOff:
-		srv.verbose.Store(cmd == CmdVerboseOn)
+		srv.setVerbose(cmd == CmdVerboseOn, "management request")
 		return boolValue(cmd == CmdVerboseOn), StatusOK
 	case CmdVerboseStatus:
 		return boolValue(srv.verbose.Load()), StatusOK
@@ -159,6 +159,39 @@ func (srv *Server) run(cmd Command, arg uint64) (uint64, Status) {
 		return 0, StatusOK
 	}
 	return 0, StatusInvalidCommand
+}
+
+// RuntimeSettings are the settings that can change while a server runs,
+// through the management protocol (docs/metrics-protocol.md §6).
+type RuntimeSettings struct {
+	// Verbose reports whether the session trace is on; it starts as
+	// Config.Verbose.
+	Verbose bool
+	// MaxMessageBytes is the message size limit; it starts as
+	// Config.MaxMessageBytes.
+	MaxMessageBytes int64
+	// Filter reports whether the content filter runs; it starts on when
+	// Config.Filter is set.
+	Filter bool
+}
+
+// RuntimeSettings returns the settings in force now.
+func (srv *Server) RuntimeSettings() RuntimeSettings {
+	return RuntimeSettings{
+		Verbose:         srv.verbose.Load(),
+		MaxMessageBytes: srv.maxSize.Load(),
+		Filter:          srv.filterOn.Load(),
+	}
+}
+
+// setVerbose switches the session trace on or off; the trace marks the
+// change, saying why (see tracer.turn).
+func (srv *Server) setVerbose(on bool, why string) {
+	if srv.trace == nil {
+		srv.verbose.Store(on)
+		return
+	}
+	srv.trace.turn(on, why)
 }
 
 func boolValue(b bool) uint64 {

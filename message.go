@@ -55,7 +55,8 @@ type Message struct {
 	AuthPassword string
 	// Size is the size of the message data in octets, in its wire form.
 	Size int64
-	// Time is when the server accepted the message.
+	// Time is when the message's data began to arrive: the date of its
+	// Received header field. (access.log gives the time of the 250.)
 	Time time.Time
 	// Paths are the files the message was stored as, one per recipient
 	// mailbox (RFC 5321 recipients that map to the same mailbox share one).
@@ -404,7 +405,7 @@ func isFieldName(b []byte) bool {
 
 // storedWriter turns a message's wire form, written to it, into its stored
 // form, written to w: the server's header fields first, then the message
-// with each CRLF turned into LF (SPEC §5).
+// with each CRLF turned into LF (see the README's Specification section).
 type storedWriter struct {
 	lf  lfWriter
 	hdr headerWriter
@@ -429,8 +430,8 @@ func (sw *storedWriter) Close() error {
 }
 
 // lfWriter turns each CRLF of what is written to it into LF, keeping every
-// other byte, bare CRs included: the line ending of Maildir files on Unix
-// (SPEC §5).
+// other byte, bare CRs included: the line ending of Maildir files on Unix,
+// as qmail, Postfix and Dovecot write them.
 type lfWriter struct {
 	w  io.Writer
 	cr bool // the last write ended with a CR whose fate is not known yet

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// The management protocol, version 1 (SPEC §6, docs/metrics-protocol.md):
+// The management protocol, version 1 (docs/metrics-protocol.md):
 // one UDP datagram per request and per response, big-endian throughout,
 // authenticated with a truncated HMAC-SHA256 and a timestamp.
 
@@ -125,7 +125,7 @@ func (e *StatusError) Error() string {
 	return "smtpd: management command " + e.Command.String() + ": " + e.Status.String()
 }
 
-// Wire layout (SPEC §6).
+// Wire layout (docs/metrics-protocol.md §3).
 const (
 	protoSignature = 0x534D // "SM"
 	protoVersion   = 1

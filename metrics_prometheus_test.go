@@ -59,15 +59,7 @@ func scrape(t *testing.T, addr string) map[string]float64 {
 func TestPrometheusExporter(t *testing.T) {
 	dir := t.TempDir()
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "TMPDIR=" + os.TempDir(), "NO_COLOR=1"}
-	p, err := startSmtpd(dir, env, "-d", "data", "-hostname", "mx.test", "-metrics-http", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if !p.exited() {
-			p.kill()
-		}
-	})
+	p := startSmtpdForTest(t, dir, env, "-d", "data", "-hostname", "mx.test", "-metrics-http", "127.0.0.1:0")
 	httpAddr := p.httpAddr
 	if httpAddr == "" {
 		t.Fatalf("no \"Listening on HTTP\" line; stdout:\n%s", p.stdout.bytes())

@@ -15,8 +15,8 @@ import (
 	"time"
 )
 
-// The byte-level tests of the management protocol (SPEC §6,
-// docs/metrics-protocol.md): the worked example of the document, golden
+// The byte-level tests of the management protocol
+// (docs/metrics-protocol.md): the worked example of the document, golden
 // vectors, malformed datagrams against (*Server).answer, the value of every
 // command, the replay cache, and fuzzing of parseRequest and answer.
 
@@ -499,10 +499,14 @@ func TestCommandValues(t *testing.T) {
 			t.Errorf("step %d, %v %d: got %+v, want status %v value %d", i, tc.cmd, tc.arg, resp, tc.status, tc.value)
 		}
 	}
-	// The counters read by the protocol are those Stats reports.
+	// The counters read by the protocol are those Stats reports, and
+	// the settings it changed those RuntimeSettings reports.
 	st := srv.Stats()
-	if st.Connections != 11 || st.Sessions != 3 || st.BytesIn+st.BytesOut != 123 || st.Messages != 5 || st.MaxMessageBytes != 20480000 || st.Verbose {
+	if st.Connections != 11 || st.Sessions != 3 || st.BytesIn+st.BytesOut != 123 || st.Messages != 5 {
 		t.Errorf("Stats() = %+v, disagrees with the protocol's values", st)
+	}
+	if now := srv.RuntimeSettings(); now.MaxMessageBytes != 20480000 || now.Verbose || now.Filter {
+		t.Errorf("RuntimeSettings() = %+v, disagrees with the protocol's values", now)
 	}
 }
 
@@ -597,7 +601,7 @@ func checkAnswer(t *testing.T, srv *Server, data []byte, now time.Time) Status {
 }
 
 // FuzzParseRequest feeds arbitrary datagrams to parseRequest and answer.
-// parseRequest must classify every datagram as SPEC §6 says, never panic,
+// parseRequest must classify every datagram as docs/metrics-protocol.md §5 says, never panic,
 // and accept only what re-encodes to itself; answer must send nothing or
 // one response no larger than the datagram.
 func FuzzParseRequest(f *testing.F) {
@@ -663,10 +667,10 @@ func FuzzAnswer(f *testing.F) {
 			}
 		}
 		srv := bareServer()
-		before := srv.Stats()
+		before := srv.RuntimeSettings()
 		first := checkAnswer(t, srv, data, now)
-		after := srv.Stats()
-		if first != StatusOK && (after.MaxMessageBytes != before.MaxMessageBytes || after.Verbose != before.Verbose || srv.filterOn.Load()) {
+		after := srv.RuntimeSettings()
+		if first != StatusOK && after != before {
 			t.Fatalf("request %x refused with %v changed the server: %+v -> %+v", data, first, before, after)
 		}
 		second := checkAnswer(t, srv, data, now)
@@ -686,4 +690,30 @@ func bareServer() *Server {
 	}
 	srv.maxSize.Store(DefaultMaxMessageBytes)
 	return srv
+}
+
+// TestRefusedRequestsLogRateLimited: refused requests (AUTH_FAILED) are
+// logged at most once every 10 seconds, with their count, as
+// docs/metrics-protocol.md §5 and §11.2 say: a flood of forged datagrams
+// cannot flood the log.
+func TestRefusedRequestsLogRateLimited(t *testing.T) {
+	var log bytes.Buffer
+	srv := bareServer()
+	srv.log = slog.New(slog.NewTextHandler(&log, nil))
+	otherKey := bytes.Repeat([]byte{0xee}, 32)
+	refuse := func(n int, now time.Time) {
+		for i := range n {
+			req := appendRequest(nil, request{command: CmdMessages, id: uint16(i), timestamp: uint64(now.UnixMilli())}, otherKey)
+			if got := checkAnswer(t, srv, req, now); got != StatusAuthFailed {
+				t.Fatalf("request with another key: %v, want AUTH_FAILED", got)
+			}
+		}
+	}
+	refuse(1000, exampleNow)                    // logged: the first, count=1
+	refuse(1000, exampleNow.Add(9*time.Second)) // within 10 s of it: counted only
+	refuse(1, exampleNow.Add(10*time.Second+1)) // logged: the 2000 since the first line
+	lines := strings.Split(strings.TrimSuffix(log.String(), "\n"), "\n")
+	if len(lines) != 2 || !strings.HasSuffix(lines[0], " count=1") || !strings.HasSuffix(lines[1], " count=2000") {
+		t.Errorf("3001 refusals in 10 s logged as:\n%s\nwant two lines, count=1 then count=2000", log.String())
+	}
 }

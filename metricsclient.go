@@ -21,7 +21,7 @@ const (
 	DefaultMetricsAttempts = 4
 )
 
-// MetricsClient speaks the management protocol (SPEC §6) to a server. UDP
+// MetricsClient speaks the management protocol (docs/metrics-protocol.md) to a server. UDP
 // may lose a datagram either way, so a request that gets no valid answer
 // within Timeout is sent again, Attempts times in all, each time with a new
 // identifier and timestamp (resending the same pair would be refused as a

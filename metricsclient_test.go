@@ -26,7 +26,7 @@ import (
 // Server answering on a loopback UDP socket, and MetricsClient. The wire
 // format is checked byte by byte in metrics_test.go; here the fake servers
 // and the relay build their datagrams with a codec of their own (mcResponse),
-// written from SPEC §6 alone.
+// written from docs/metrics-protocol.md alone.
 
 // mcWait bounds every wait of these tests.
 const mcWait = 10 * time.Second
@@ -107,7 +107,7 @@ func dialMC(t *testing.T, addr string, key []byte, timeout time.Duration) *smtpd
 	return c
 }
 
-// mcResponse builds a response datagram (SPEC §6) with its own code.
+// mcResponse builds a response datagram (docs/metrics-protocol.md §3.2) with its own code.
 func mcResponse(key []byte, status, version uint8, id uint16, cmd uint8, value uint64) []byte {
 	b := make([]byte, 16, 32)
 	binary.BigEndian.PutUint16(b, 0x534D)
@@ -158,8 +158,8 @@ func TestMetricsClientCommands(t *testing.T) {
 		if got, err := c.Verbose(ctx); err != nil || got != on {
 			t.Errorf("Verbose() = %v, %v after SetVerbose(%v)", got, err, on)
 		}
-		if got := s.srv.Stats().Verbose; got != on {
-			t.Errorf("Stats().Verbose = %v after SetVerbose(%v)", got, on)
+		if got := s.srv.RuntimeSettings().Verbose; got != on {
+			t.Errorf("RuntimeSettings().Verbose = %v after SetVerbose(%v)", got, on)
 		}
 	}
 	if err := c.SetMaxSize(ctx, 20480000); err != nil {
@@ -198,7 +198,7 @@ func TestMetricsClientCommands(t *testing.T) {
 			t.Errorf("%s: error %v, want *StatusError{%v, %v}", tc.what, tc.err, tc.cmd, tc.want)
 		}
 	}
-	if got := s.srv.Stats().MaxMessageBytes; got != 12345 {
+	if got := s.srv.RuntimeSettings().MaxMessageBytes; got != 12345 {
 		t.Errorf("size limit = %d after a refused SetMaxSize(0), want 12345", got)
 	}
 
@@ -390,7 +390,7 @@ func TestMetricsClientRetransmits(t *testing.T) {
 				lastTS = ts
 			}
 			if tc.wantErr == nil {
-				if got := s.srv.Stats().MaxMessageBytes; got != int64(want) {
+				if got := s.srv.RuntimeSettings().MaxMessageBytes; got != int64(want) {
 					t.Errorf("server size limit = %d, want %d", got, want)
 				}
 			}
@@ -639,7 +639,7 @@ func TestMetricsClientContextDeadline(t *testing.T) {
 }
 
 // TestMetricsClientWrongKey: a client whose key is not the server's gets
-// AUTH_FAILED (SPEC §2: metrics_client prints the status name and exits 1),
+// AUTH_FAILED (docs/metrics-protocol.md §9: metrics_client prints the status name and exits 1),
 // not a timeout. The server signs its AUTH_FAILED with its own key, which
 // the client lacks, so the client must recognise an unauthenticated
 // AUTH_FAILED that matches its request (docs/metrics-protocol.md §9).
@@ -651,7 +651,7 @@ func TestMetricsClientWrongKey(t *testing.T) {
 	if !errors.As(err, &se) || se.Status != smtpd.StatusAuthFailed {
 		t.Errorf("Do with the wrong key = %d, %v; want *StatusError AUTH_FAILED", v, err)
 	}
-	if got := s.srv.Stats().MaxMessageBytes; got != smtpd.DefaultMaxMessageBytes {
+	if got := s.srv.RuntimeSettings().MaxMessageBytes; got != smtpd.DefaultMaxMessageBytes {
 		t.Errorf("a request with the wrong key set the size limit to %d", got)
 	}
 }
@@ -861,7 +861,7 @@ func TestCountersCountRefusedConnections(t *testing.T) {
 	}
 }
 
-// mcRequest builds a request datagram (SPEC §6) with its own code.
+// mcRequest builds a request datagram (docs/metrics-protocol.md §3.1) with its own code.
 func mcRequest(key []byte, cmd uint8, id uint16, arg uint64, timestamp time.Time) []byte {
 	b := make([]byte, 24, 40)
 	binary.BigEndian.PutUint16(b, 0x534D)

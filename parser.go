@@ -79,6 +79,13 @@ type address struct {
 	raw string
 }
 
+// key returns what tells one mailbox from another: the local part as
+// written (RFC 5321 §2.4 makes it case-sensitive) and the domain in lower
+// case; the raw form, which may differ in quoting, is left out.
+func (a address) key() address {
+	return address{local: a.local, domain: strings.ToLower(a.domain)}
+}
+
 // ascii reports whether the address is pure ASCII; an address that is not
 // needs SMTPUTF8 (RFC 6531 §3.2).
 func (a address) ascii() bool { return isASCII(a.raw) }

@@ -109,7 +109,7 @@ func startPostfix(t *testing.T, conf string) *postfixInstance {
 	writeFile(t, filepath.Join(p.conf, "main.cf"), mainCf)
 	writeFile(t, filepath.Join(p.conf, "master.cf"), postfixMasterCf)
 
-	if out, err := runToolErr(t, nil, "postfix", "-c", p.conf, "start"); err != nil {
+	if out, err := mailToolErr(t, nil, "postfix", "-c", p.conf, "start"); err != nil {
 		t.Fatalf("postfix start: %v\n%s\nmaillog:\n%s", err, out, p.log())
 	}
 	pid, err := readPid(filepath.Join(queue, "pid", "master.pid"))
@@ -118,7 +118,7 @@ func startPostfix(t *testing.T, conf string) *postfixInstance {
 	}
 	t.Cleanup(func() {
 		stopDaemon(t, "postfix", pid, func() error {
-			_, err := runToolErr(t, nil, "postfix", "-c", p.conf, "stop")
+			_, err := mailToolErr(t, nil, "postfix", "-c", p.conf, "stop")
 			return err
 		})
 		if t.Failed() {
@@ -137,7 +137,7 @@ func (p *postfixInstance) log() []byte {
 // options and the recipients.
 func (p *postfixInstance) sendmail(t *testing.T, msg []byte, args ...string) {
 	t.Helper()
-	runTool(t, msg, "sendmail", append([]string{"-C", p.conf, "-i"}, args...)...)
+	mailTool(t, msg, "sendmail", append([]string{"-C", p.conf, "-i"}, args...)...)
 }
 
 // queuedMessage is one message of `postqueue -j`.
@@ -154,7 +154,7 @@ type queuedMessage struct {
 // queue lists the messages Postfix holds.
 func (p *postfixInstance) queue(t *testing.T) []queuedMessage {
 	t.Helper()
-	out := runTool(t, nil, "postqueue", "-c", p.conf, "-j")
+	out := mailTool(t, nil, "postqueue", "-c", p.conf, "-j")
 	var msgs []queuedMessage
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {

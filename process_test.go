@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -81,6 +82,23 @@ func startSmtpdCmd(cmd *exec.Cmd) (*smtpdProcess, error) {
 		p.httpAddr = string(m[1])
 	}
 	return p, nil
+}
+
+// startSmtpdForTest is startSmtpd for a test: it fails the test if the
+// server does not start, and kills the server at the test's end if it is
+// still running then.
+func startSmtpdForTest(t *testing.T, dir string, env []string, args ...string) *smtpdProcess {
+	t.Helper()
+	p, err := startSmtpd(dir, env, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !p.exited() {
+			p.kill()
+		}
+	})
+	return p
 }
 
 func (p *smtpdProcess) exited() bool {

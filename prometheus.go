@@ -10,9 +10,9 @@ import (
 )
 
 // statsCollector exports a server's counters for Prometheus, read at each
-// scrape from Server.Stats: the counters the management protocol
-// serves, under the usual names and units, plus commands by verb and replies
-// by code as chasquid exports them.
+// scrape from Server.Stats (and its settings from RuntimeSettings): the
+// counters the management protocol serves, under the usual names and units,
+// plus commands by verb and replies by code as chasquid exports them.
 type statsCollector struct {
 	srv *Server
 
@@ -69,9 +69,10 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.replies, n, strconv.Itoa(code))
 	}
 	gauge(c.uptime, st.Uptime.Seconds())
-	gauge(c.maxSize, float64(st.MaxMessageBytes))
+	now := c.srv.RuntimeSettings()
+	gauge(c.maxSize, float64(now.MaxMessageBytes))
 	verbose := 0.0
-	if st.Verbose {
+	if now.Verbose {
 		verbose = 1
 	}
 	gauge(c.verbose, verbose)

@@ -144,7 +144,8 @@ func TestProxyBad(t *testing.T) {
 }
 
 // TestProxyLimits: the per-address limit counts the real clients behind
-// the proxy, and what a client says right behind the header is early talk.
+// the proxy, and what a client says right behind the header is a pipelined
+// batch, or early talk under GreetDelay.
 func TestProxyLimits(t *testing.T) {
 	ts := startSec(t, smtpd.Config{ProxyFrom: trustLoopback, MaxConnsPerIP: 1})
 	header := func(src string) []byte {
@@ -166,14 +167,27 @@ func TestProxyLimits(t *testing.T) {
 	secCmd(t, first, "EHLO first.test", "250")
 
 	// Commands in the same write as the header: the client did not wait
-	// for the greeting.
-	early, err := client.Dial(ts.Addr)
+	// for the greeting, and is served all the same.
+	eager := earlyProxied(t, ts.Addr, header("203.0.113.9"))
+	secExpect(t, eager, "220")
+	secExpect(t, eager, "250")
+
+	// Under GreetDelay it is refused.
+	strict := startSec(t, smtpd.Config{ProxyFrom: trustLoopback, GreetDelay: time.Minute})
+	early := earlyProxied(t, strict.Addr, header("203.0.113.9"))
+	secExpect(t, early, "554 5.5.0")
+	secExpectEOF(t, early)
+}
+
+// earlyProxied connects to addr and sends header and EHLO in one write.
+func earlyProxied(t *testing.T, addr string, header []byte) *client.Client {
+	t.Helper()
+	c, err := client.Dial(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer early.Close()
-	early.Timeout = secWait
-	early.SendRaw(append(header("203.0.113.9"), "EHLO early.test\r\n"...))
-	secExpect(t, early, "554 5.5.0")
-	secExpectEOF(t, early)
+	t.Cleanup(func() { c.Close() })
+	c.Timeout = secWait
+	c.SendRaw(append(header, "EHLO early.test\r\n"...))
+	return c
 }

@@ -69,6 +69,8 @@ var (
 		why: "sender accepted: a mail transaction has begun; now name the recipients with RCPT", rfc: "RFC 5321 §4.1.1.2"}
 	replyRecipientOK = reply{code: 250, enh: "2.1.5", text: "Ok",
 		why: "recipient accepted; add more with RCPT, or send the message with DATA", rfc: "RFC 5321 §4.1.1.3"}
+	replyRecipientAgain = reply{code: 250, enh: "2.1.5", text: "Ok, already a recipient: kept once",
+		why: "this recipient was already given in this transaction: it is kept once, so it gets one copy", rfc: "RFC 5321 §4.1.1.3"}
 	replyStartData = reply{code: 354, text: "End data with <CR><LF>.<CR><LF>",
 		why: "go ahead: send the message, then a line with only a dot; a line that starts with a dot gets a second one", rfc: "RFC 5321 §4.1.1.4, §4.5.2"}
 	replyBye = reply{code: 221, enh: "2.0.0", text: "Bye", close: true,

@@ -47,6 +47,7 @@ func allReplies() map[string]reply {
 		"replyOK":                   replyOK,
 		"replySenderOK":             replySenderOK,
 		"replyRecipientOK":          replyRecipientOK,
+		"replyRecipientAgain":       replyRecipientAgain,
 		"replyStartData":            replyStartData,
 		"replyBye":                  replyBye,
 		"replyVRFY":                 replyVRFY,

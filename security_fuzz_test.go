@@ -24,7 +24,7 @@ import (
 	"time"
 )
 
-// Fuzz tests for the parsers of network input added for issue 5: the PROXY
+// Fuzz tests for the parsers of network input of the security layer: the PROXY
 // header, the AUTH argument and SASL responses, and a whole session played
 // from fuzzed bytes. Seed corpora are in testdata/fuzz/<name>/.
 

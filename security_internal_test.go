@@ -74,6 +74,9 @@ func TestRedactCommand(t *testing.T) {
 		{"AUTH PLAIN", "AUTH PLAIN"},
 		{"AUTH LOGIN ", "AUTH LOGIN "},
 		{"AUTH c2VjcmV0+/==", "AUTH <redacted>"},
+		// Not a mechanism the server knows: maybe credentials.
+		{"AUTH AGJvYgBodW50ZXIyMzQ1", "AUTH <redacted>"},
+		{"AUTH CRAM-MD5 abc", "AUTH <redacted>"},
 		{"AUTH", "AUTH"},
 		{"MAIL FROM:<a@b>", "MAIL FROM:<a@b>"},
 		{"AUTHX PLAIN abc", "AUTHX PLAIN abc"},

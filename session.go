@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -75,7 +76,12 @@ type session struct {
 	rcptParams []rcptParams
 	// chunks is the message being sent with BDAT (bdat.go), from the
 	// first chunk to the last; nil otherwise.
-	chunks *chunked
+	chunks   *chunked
+	rcptSeen map[address]bool // rcpts, domains lower-cased: each is kept once
+	// rcptReplies holds, in LMTP, for each RCPT answered 250 in order, the
+	// index in rcpts of its recipient: a recipient given twice is kept once
+	// but is answered twice after the data (RFC 2033 §4.2).
+	rcptReplies []int
 
 	// The session's log, when the server keeps one (Message.Transcript,
 	// Config.SessionStarted); nil otherwise.
@@ -85,11 +91,21 @@ type session struct {
 	faultCounts map[int]int // occurrences per rule of the plan, for PerSession rules
 
 	errors int         // replies counted against Config.MaxErrors
+	junk   int         // commands that made no progress (see countJunk)
 	lfOnly bool        // the current command line ended in a bare LF
 	hinted bool        // the trace has said that SMTP wants CRLF
 	inData bool        // reading message data: each read gets DataTimeout
 	idle   atomic.Bool // blocked waiting for a command outside a transaction
 	parked bool        // idle: the wait goes on in a new goroutine (resume)
+
+	// The connection as the client sees it.
+	writeErr   error // the write that failed: nothing more can be sent
+	peerClosed bool  // a read saw the client's end of the stream
+
+	// The client's lines are secret until it sends a command again: they
+	// may be the credentials of an AUTH that was refused (see
+	// tracedCommand).
+	afterAuthRefused bool
 
 	// Security (tls.go, auth.go, limits.go, proxy.go).
 	implicitTLS  bool                 // served by ServeTLS: handshake first
@@ -112,14 +128,25 @@ func newSession(srv *Server, conn net.Conn, id uint64) *session {
 }
 
 // Read reads from the connection for the session's bufio.Reader, counting
-// the bytes. While message data is read, every read gets a fresh DataTimeout:
+// the bytes. It is called only when the buffer lacks what the session needs,
+// so the read may wait for the client: the replies queued so far are sent
+// first, in command mode and in message data alike. A client that pipelines
+// (RFC 2920) and then waits for them, or sends DATA and the start of its
+// message together, is never left waiting for a reply the server holds.
+// While message data is read, every read gets a fresh DataTimeout:
 // RFC 5321 §4.5.3.2.6 times each block of data, not the whole message.
 func (s *session) Read(p []byte) (int, error) {
+	if err := s.flush(); err != nil {
+		return 0, err
+	}
 	if s.inData {
 		s.conn.SetReadDeadline(s.capDeadline(time.Now().Add(s.srv.set.dataTimeout)))
 	}
 	n, err := s.stream().Read(p)
 	s.srv.stats.bytesIn.Add(uint64(n))
+	if err == io.EOF {
+		s.peerClosed = true
+	}
 	return n, err
 }
 
@@ -228,11 +255,11 @@ func (s *session) answer(line string, err error) bool {
 	}
 	if r.isError() {
 		s.errors++
-		if s.errors >= s.srv.set.maxErrors {
-			s.send(replyTooManyErrors(s.srv.set.hostname))
-			s.flush()
-			return false
-		}
+	}
+	if s.errors >= s.srv.set.maxErrors {
+		s.send(replyTooManyErrors(s.srv.set.hostname))
+		s.flush()
+		return false
 	}
 	// Shutdown lets a transaction finish; between transactions the
 	// session says goodbye.
@@ -250,13 +277,18 @@ func (s *session) answer(line string, err error) bool {
 // crash the server.
 func (s *session) crashed(p any) {
 	s.logger().Error("smtpd: panic in session", "panic", p, "stack", string(debug.Stack()))
-	s.out = s.out[:0]
+	if len(s.out) > 0 {
+		s.traceUnsent(0, errors.New("the server hit a bug"))
+		s.out = s.out[:0]
+	}
 	s.send(reply{code: 421, enh: "4.3.0", text: s.srv.set.hostname + " Error: internal error, closing connection",
 		why: "the server hit a bug in this session and hangs up; the client should retry later", rfc: "RFC 5321 §4.2.2 (421)"})
 	s.flush()
 }
 
 // end releases what the session holds; it runs last, even after a panic.
+// Every connection the server ends, whatever the reason, ends here, in a
+// graceful close (Server.hangUp), unless the client closed first.
 func (s *session) end() {
 	defer s.srv.wg.Done()
 	// Untracked first: a client that sees the close may connect again at
@@ -264,13 +296,8 @@ func (s *session) end() {
 	s.srv.untrack(s)
 	s.srv.releaseIP(s.ip)
 	s.dropChunks() // a message sent in chunks and never finished
-	if s.tlsConn != nil {
-		// close_notify first (RFC 8446 §6.1), if it can go out at once.
-		s.conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-		s.tlsConn.Close()
-	}
-	s.conn.Close()
 	s.releaseReader()
+	s.srv.hangUp(s.conn, s.tlsConn, !s.peerClosed && s.writeErr == nil)
 	s.ended()
 }
 
@@ -279,13 +306,18 @@ func (s *session) end() {
 // more can be said.
 func (s *session) reply(line string, err error) (reply, error) {
 	switch {
+	case s.writeErr != nil:
+		// The client cannot be answered: a line still in the read
+		// buffer is not acted upon.
+		return reply{}, s.writeErr
 	case err == nil:
 		return s.handle(line), nil
 	case errors.Is(err, errLineTooLong):
 		s.clientLine("<command line over 512 octets>")
 		return replyLineTooLong, nil
 	case errors.Is(err, errBareLF):
-		s.clientLine(redactCommand(line) + "<LF>")
+		verb, _ := parseCommand(line)
+		s.clientLine(s.tracedCommand(line, verb) + "<LF>")
 		return replyBareLF, nil
 	case isTimeout(err):
 		return s.timeoutReply(), nil
@@ -412,7 +444,7 @@ func (s *session) acquireReader() {
 }
 
 // readLine reads one line, without its line ending. A bare LF ends a command
-// line too (SPEC §3). A line over maxCommandLine octets is read to its end
+// line too (the README's Specification section). A line over maxCommandLine octets is read to its end
 // and reported as errLineTooLong; the session stays in sync.
 func (s *session) readLine() (string, error) {
 	line, err := s.br.ReadSlice('\n')
@@ -430,7 +462,7 @@ func (s *session) readLine() (string, error) {
 	}
 	line = line[:len(line)-1]
 	// A line ending in a bare LF, as plain nc sends them, is taken as a
-	// line (SPEC §3), and counted; StrictCRLF refuses it.
+	// line, and counted; StrictCRLF refuses it.
 	s.lfOnly = !bytes.HasSuffix(line, []byte{'\r'})
 	if s.lfOnly {
 		s.srv.stats.bareLF.Add(1)
@@ -442,16 +474,26 @@ func (s *session) readLine() (string, error) {
 }
 
 // tracePipelined notes, in the trace, a command that came with more lines
-// behind it in the same read: a PIPELINING batch (RFC 2920), whose replies
-// go back together once the batch is handled.
+// behind it in the same read. Once an EHLO reply has offered PIPELINING,
+// that is a pipelined batch (RFC 2920), whose replies go back together.
+// Before (after HELO, or before EHLO, or even before the greeting) it is
+// not: RFC 2920 §3.1 lets a client batch commands only once EHLO has shown
+// the extension, and EHLO itself only as the last of a batch. The server
+// answers such a batch in order all the same (the original project's
+// "cat mail.txt | nc" demo sends one), and the trace says what it is.
 func (s *session) tracePipelined() {
 	if !s.srv.trace.enabled() {
 		return
 	}
 	more, _ := s.br.Peek(s.br.Buffered())
 	n := bytes.Count(more, []byte{'\n'})
-	if n > 0 {
+	switch {
+	case n == 0:
+	case s.esmtp:
 		s.event("pipelining: this command came with %d more lines in one read (RFC 2920); their replies go back together", n)
+	default:
+		s.event("not pipelining: this command came with %d more lines in one read, before EHLO offered PIPELINING (perhaps before the greeting); "+
+			"RFC 2920 §3.1 allows a batch only once EHLO has shown PIPELINING, with EHLO last; the server answers them in order anyway", n)
 	}
 }
 
@@ -466,12 +508,15 @@ func (s *session) hintCRLF() {
 
 // handle dispatches one command line to the handler of its verb.
 func (s *session) handle(line string) reply {
-	s.clientLine(redactCommand(line))
+	verb, arg := parseCommand(line)
+	s.clientLine(s.tracedCommand(line, verb))
 	if s.lfOnly {
 		s.hintCRLF()
 	}
-	verb, arg := parseCommand(line)
 	s.srv.stats.countCommand(verb)
+	if junkCommand(verb) {
+		s.countJunk()
+	}
 	if s.srv.set.lmtp {
 		if r, ok := s.lmtpCommand(verb, arg); ok {
 			return r
@@ -503,7 +548,9 @@ func (s *session) handle(line string) reply {
 	case "STARTTLS":
 		return s.cmdSTARTTLS(arg)
 	case "AUTH":
-		return s.cmdAUTH(arg)
+		r := s.cmdAUTH(arg)
+		s.afterAuthRefused = r.code != replyAuthOK.code
+		return r
 	case "EXPN", "ETRN", "TURN", "ATRN":
 		return replyNotImplemented
 	case "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "CONNECT":
@@ -514,6 +561,76 @@ func (s *session) handle(line string) reply {
 		return replyEmptyLine
 	}
 	return replyUnknownCommand
+}
+
+// tracedCommand returns a command line as the trace and the transcript show
+// it, with what may be a secret hidden:
+//   - after an AUTH that did not succeed, every line until the client sends
+//     a command the server knows: a client that did not wait for the refusal
+//     (538, 503, 504…) sends its credentials as if they were commands;
+//   - an AUTH line's initial response, or all of it past the verb when no
+//     known mechanism follows it (redactCommand);
+//   - a line that is not a command, cut to its first octets and its length,
+//     as chasquid logs them: it may be a password typed at the wrong prompt.
+func (s *session) tracedCommand(line, verb string) string {
+	known := isCommand(verb)
+	switch {
+	case s.afterAuthRefused && !known:
+		return "<redacted>"
+	case verb == "AUTH":
+		return redactCommand(line)
+	case !known:
+		return cutLine(line)
+	}
+	s.afterAuthRefused = false
+	return line
+}
+
+// isCommand reports whether verb is an SMTP command the server knows (those
+// it counts one by one).
+func isCommand(verb string) bool {
+	return slices.Contains(countedVerbs[:], verb)
+}
+
+// shownOctets is how much of a line that is not a command the trace shows.
+const shownOctets = 4
+
+// cutLine returns the first octets of line and its length.
+func cutLine(line string) string {
+	if len(line) <= shownOctets {
+		return line
+	}
+	return line[:shownOctets] + "… <" + strconv.Itoa(len(line)) + " octets>"
+}
+
+// maxJunkCommands is how many commands that make no progress (junkCommand) a
+// session may send before each further one counts as an error toward
+// MaxErrors; the count starts again when a message is accepted. A client
+// that floods the server with them, as one that stalls would, is then
+// closed after MaxErrors more. Postfix's smtpd_junk_command_limit is the
+// same rule, with the same figure.
+const maxJunkCommands = 100
+
+// junkCommand reports whether verb is a command that does nothing towards
+// delivering mail.
+func junkCommand(verb string) bool {
+	switch verb {
+	case "NOOP", "RSET", "HELP", "VRFY":
+		return true
+	}
+	return false
+}
+
+// countJunk counts a command that makes no progress, and past
+// maxJunkCommands counts it as an error.
+func (s *session) countJunk() {
+	s.junk++
+	if s.junk == maxJunkCommands+1 {
+		s.event("over %d commands that do nothing (NOOP, RSET, HELP, VRFY) without a message: each one now counts as an error", maxJunkCommands)
+	}
+	if s.junk > maxJunkCommands {
+		s.errors++
+	}
 }
 
 // cmdHELO answers HELO (RFC 5321 §4.1.1.1): no extensions.
@@ -639,6 +756,13 @@ func (s *session) cmdRCPT(arg string) reply {
 		return replySyntaxRCPT
 	case !to.ascii() && !s.params.smtputf8:
 		return replyNeedSMTPUTF8
+	case s.rcptSeen[to.key()]:
+		// RFC 5321 does not forbid giving a recipient twice; one copy
+		// is what the client wants, as Postfix's cleanup and Gmail
+		// also decide.
+		s.event("<%s> given twice: kept once in the envelope (one copy, once in an added To: and in access.log)", to.raw)
+		s.recipientAgain(to)
+		return replyRecipientAgain
 	case len(s.rcpts) >= s.srv.set.maxRecipients:
 		// RFC 5321 §4.5.3.1.10: 452, and the client sends the rest
 		// in another transaction.
@@ -650,7 +774,11 @@ func (s *session) cmdRCPT(arg string) reply {
 		return r
 	}
 	s.rcpts = append(s.rcpts, to)
-	s.keepRcptParams(params)
+	if s.rcptSeen == nil {
+		s.rcptSeen = make(map[address]bool)
+	}
+	s.rcptSeen[to.key()] = true
+	s.recipientAdded(params)
 	s.state = stateRcpt
 	s.traceRcptDSN(params)
 	return replyRecipientOK
@@ -719,29 +847,29 @@ func (s *session) mailboxes() []string {
 }
 
 // receive answers 354, reads the message data into a new delivery and
-// commits it. Only a committed delivery earns 250 (SPEC §3).
+// commits it. Only a committed delivery earns 250 (RFC 5321 §6.1).
 func (s *session) receive(m *Message) reply {
 	var in incoming
 	if r, ok := s.openMessage(m, &in); !ok {
 		return r
 	}
+	// The 354 goes out when the message data is first waited for (Read).
 	s.send(replyStartData)
-	if s.br.Buffered() == 0 {
-		if err := s.flush(); err != nil {
-			in.abort()
-			return replyHangUp
-		}
-	}
 	s.inData = true
 	var err error
 	m.Size, err = readData(s.br, in.data, s.srv.maxSize.Load())
 	s.inData = false
+	// The end-of-data line was read unless the connection failed: only
+	// then is it traced.
+	ended := err == nil || errors.Is(err, errMessageTooLarge) || errors.As(err, new(*sinkError))
 	if in.traced != nil {
-		in.traced.end(m.Size)
+		in.traced.end(m.Size, ended)
 	}
 	if s.log != nil { // formatted, an allocation, only for a transcript
 		s.note(KindClient, fmt.Sprintf("<message data: %d octets>", m.Size))
-		s.note(KindClient, ".")
+		if ended {
+			s.note(KindClient, ".")
+		}
 	}
 	return s.finishMessage(&in, m, err)
 }
@@ -786,7 +914,7 @@ func (s *session) dataFailure(m *Message, err error) reply {
 		s.srv.stats.failed.Add(1)
 		s.logger().Error("smtpd: delivery failed", "queue_id", m.ID, "err", err)
 		return replyLocalError
-	case isTimeout(err):
+	case isTimeout(err) && s.writeErr == nil:
 		return s.timeoutReply()
 	}
 	s.event("disconnected during message data: %v", traceReason(err))
@@ -818,10 +946,20 @@ func (s *session) reset() {
 	s.from, s.nullFrom, s.params = address{}, false, mailParams{}
 	s.rcpts = s.rcpts[:0]
 	s.rcptParams = s.rcptParams[:0]
+	s.rcptReplies = s.rcptReplies[:0]
 	s.dropChunks()
+	s.rcptSeen = nil // not kept, cleared, while the session idles
 }
 
-// send queues a reply.
+// maxPendingOutput is how many octets of replies a session holds back, to
+// send a pipelined batch's replies together (RFC 2920 §3.1), before it sends
+// them anyway. A client that pipelines without reading its replies then
+// meets TCP's flow control: the write waits until the client reads, and
+// meanwhile nothing more is read from it. The replies never pile up in the
+// server.
+const maxPendingOutput = 4096
+
+// send queues a reply, and sends the queue once it is over maxPendingOutput.
 func (s *session) send(r reply) {
 	if r.code == 0 {
 		return
@@ -830,24 +968,63 @@ func (s *session) send(r reply) {
 	s.log.reply(r)
 	s.srv.stats.countReply(r.code)
 	s.out = r.appendTo(s.out)
+	if len(s.out) >= maxPendingOutput {
+		s.flush() // an error ends the session at its next read
+	}
 }
 
 // flush writes the queued replies. A client that does not read them gets
 // CommandTimeout to start; the write deadline is set here, apart from the
 // read deadline, so that a reply after a read timeout (421) still goes out.
+// Once a write has failed nothing more is sent, and the error is returned
+// again: the trace marks every reply that did not go out.
 func (s *session) flush() error {
+	if s.writeErr != nil {
+		if len(s.out) > 0 {
+			s.traceUnsent(0, s.writeErr)
+			s.out = s.out[:0]
+		}
+		return s.writeErr
+	}
 	if len(s.out) == 0 {
 		return nil
 	}
 	s.conn.SetWriteDeadline(time.Now().Add(s.srv.set.commandTimeout))
 	n, err := s.stream().Write(s.out)
 	s.srv.stats.bytesOut.Add(uint64(n))
+	if err != nil {
+		s.writeErr = err
+		s.traceUnsent(n, err)
+	}
 	if cap(s.out) > readBufferSize {
 		s.out = nil // do not keep a large batch's buffer while idle
 	} else {
 		s.out = s.out[:0]
 	}
 	return err
+}
+
+// traceUnsent says, in the trace and the transcript, that the replies queued
+// in s.out past its first written octets did not reach the client whole: the
+// trace showed them when they were queued.
+func (s *session) traceUnsent(written int, err error) {
+	lost := 0
+	for start := 0; start < len(s.out); {
+		end := start + bytes.IndexByte(s.out[start:], '\n') + 1
+		// The last line of a reply has a space after its code.
+		if end > written && end-start > 3 && s.out[start+3] == ' ' {
+			lost++
+		}
+		start = end
+	}
+	if lost == 0 {
+		return
+	}
+	what := "the reply above was"
+	if lost > 1 {
+		what = fmt.Sprintf("the %d replies above were", lost)
+	}
+	s.event("%s not sent: %v", what, traceReason(err))
 }
 
 func isTimeout(err error) bool {

@@ -1,7 +1,9 @@
 package smtpd
 
 import (
+	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,7 +27,8 @@ type SessionLog struct {
 	mu       sync.Mutex
 	remote   net.Addr
 	lines    []TranscriptLine
-	mails    []int      // the indexes in lines of the client's MAIL commands
+	omitted  int        // lines summarized away after the first logHead (see trim)
+	mails    []int      // the numbers of the lines of the client's MAIL commands
 	messages []*Message // the first maxLoggedMessages the session delivered
 	dropped  bool       // a fault rule dropped the connection
 	end      SessionEnd
@@ -35,6 +38,17 @@ type SessionLog struct {
 // maxLoggedMessages bounds the messages a SessionLog lists: a client may
 // send any number of messages in one session.
 const maxLoggedMessages = 1000
+
+// The bound of a session's log: once it has maxLogLines lines, all but its
+// first logHead lines (how the session began) and its last logTail lines
+// (which hold the whole of a transaction with up to 100 recipients) are
+// replaced by one line saying how many were left out. A client that sends
+// two million NOOPs costs a log of 500 lines, not 600 MiB.
+const (
+	maxLogLines = 500
+	logHead     = 50
+	logTail     = 300
+)
 
 // SessionRecord is a copy of a SessionLog, taken by SessionLog.Record.
 type SessionRecord struct {
@@ -169,9 +183,57 @@ func (l *SessionLog) add(kind LineKind, text string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if verb, _ := parseCommand(text); kind == KindClient && verb == "MAIL" {
-		l.mails = append(l.mails, len(l.lines))
+		l.mails = append(l.mails, l.count())
 	}
-	l.lines = append(l.lines, TranscriptLine{Time: time.Now(), Kind: kind, Text: text})
+	l.append(TranscriptLine{Time: time.Now(), Kind: kind, Text: text})
+}
+
+// append adds a line within the bound, summarizing the middle of the log
+// when it is full.
+func (l *SessionLog) append(line TranscriptLine) {
+	if len(l.lines) >= maxLogLines {
+		l.trim()
+	}
+	l.lines = append(l.lines, line)
+}
+
+// trim replaces the lines between the first logHead and the last logTail
+// with one line that counts all the lines left out so far. Lines are
+// numbered from the session's start, omitted ones included (count), so
+// that the numbers messages and MAIL commands keep stay true.
+func (l *SessionLog) trim() {
+	tail := len(l.lines) - logTail
+	from := logHead
+	if l.omitted > 0 {
+		from++ // the summary line of the last trim
+	}
+	l.omitted += tail - from
+	summary := TranscriptLine{Time: l.lines[tail-1].Time, Kind: KindEvent, Text: fmt.Sprintf("… %d lines omitted", l.omitted)}
+	// Record and transcript hand out copies: the array can be reused.
+	l.lines = append(append(l.lines[:logHead], summary), l.lines[tail:]...)
+	// MAIL commands that were left out no longer end a transcript.
+	l.mails = slices.DeleteFunc(l.mails, func(n int) bool { return n >= logHead && n < logHead+l.omitted })
+}
+
+// count returns the number of lines the session has logged, the omitted
+// ones included: the number the next line gets.
+func (l *SessionLog) count() int {
+	if l.omitted == 0 {
+		return len(l.lines)
+	}
+	return len(l.lines) - 1 + l.omitted
+}
+
+// upTo returns how many of l.lines hold the lines numbered below n: the
+// summary line stands for the omitted ones.
+func (l *SessionLog) upTo(n int) int {
+	switch {
+	case l.omitted == 0 || n <= logHead:
+		return n
+	case n < logHead+l.omitted:
+		return logHead + 1
+	}
+	return n - l.omitted + 1
 }
 
 // reply appends the lines of a reply. A reply that closes the connection
@@ -185,7 +247,7 @@ func (l *SessionLog) reply(r reply) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, line := range strings.Split(r.String(), "\n") {
-		l.lines = append(l.lines, TranscriptLine{Time: now, Kind: KindServer, Text: line})
+		l.append(TranscriptLine{Time: now, Kind: KindServer, Text: line})
 	}
 	if l.end == SessionOpen && (r.close || r.code == 421) {
 		l.end, l.ended = EndReply, now
@@ -203,7 +265,7 @@ func (l *SessionLog) delivered(m *Message) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	m.log, m.logEnd = l, len(l.lines)
+	m.log, m.logEnd = l, l.count()
 	if len(l.messages) < maxLoggedMessages {
 		l.messages = append(l.messages, m)
 	}
@@ -239,18 +301,18 @@ func (l *SessionLog) finish(closed bool) {
 }
 
 // transcript returns the lines from the start up to the first MAIL command
-// at or after index from, or all of them.
+// numbered from or after, or all of them.
 func (l *SessionLog) transcript(from int) []TranscriptLine {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	end := len(l.lines)
-	for _, i := range l.mails {
-		if i >= from {
-			end = i
+	end := l.count()
+	for _, n := range l.mails {
+		if n >= from {
+			end = n
 			break
 		}
 	}
-	return append([]TranscriptLine(nil), l.lines[:end]...)
+	return append([]TranscriptLine(nil), l.lines[:l.upTo(end)]...)
 }
 
 // started hands the session's log to Config.SessionStarted, once the

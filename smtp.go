@@ -22,7 +22,7 @@ import (
 
 // Config holds the settings of a Server. The zero Config is valid and safe:
 // a zero field means the documented default, never "unlimited". Negative
-// numbers are refused.
+// numbers are refused, but for MaxConnsPerIP's -1 (no limit).
 type Config struct {
 	// Addr is the TCP address ListenAndServe listens on; "" means ":2525".
 	Addr string
@@ -49,7 +49,8 @@ type Config struct {
 	// MaxConns is the most concurrent sessions; a client over the limit
 	// gets 421 4.3.2 and is disconnected. 0 means 10000. Each session is
 	// one open file: keep MaxConns under the process's open-file limit,
-	// with some to spare. Past that limit accept fails, and Serve backs
+	// with some to spare (up to 128 more stay open for a second after
+	// their sessions, see SECURITY.md). Past that limit accept fails, and Serve backs
 	// off and retries while new clients wait, unanswered, in the listen
 	// queue. An idle session costs the server about 4.5 KiB.
 	MaxConns int
@@ -82,11 +83,11 @@ type Config struct {
 	TraceBody bool
 	// StrictCRLF refuses lines that end in a bare LF, as chasquid does:
 	// a command gets 500 5.5.2, a message 554 5.6.0. By default such
-	// lines are taken as lines (SPEC §3), and the trace says once per
+	// lines are taken as lines, and the trace says once per
 	// session that SMTP wants CRLF.
 	StrictCRLF bool
 	// MetricsAddr is the UDP address ListenAndServe also serves the
-	// management protocol on (SPEC §6); "" means none. Keep it on a
+	// management protocol on (docs/metrics-protocol.md); "" means none. Keep it on a
 	// loopback address unless the network is trusted: the protocol is
 	// authenticated, not encrypted.
 	MetricsAddr string
@@ -204,21 +205,26 @@ type Config struct {
 	// it gets 421 4.7.0 and is disconnected. 0 means 100 for remote
 	// clients and no limit for loopback ones: the machine's own tests,
 	// load generators and tools (Postfix likewise exempts $mynetworks). A
-	// value set here applies to every client, loopback ones too.
+	// value set here applies to every client, loopback ones too. -1 means
+	// no limit at all: for a classroom whose students each open hundreds
+	// of connections from their own machines, or clients that all come
+	// through one NAT address.
 	MaxConnsPerIP int
 	// SessionTimeout bounds a whole session, however busy: once it has
 	// passed, the next read ends the session with 421 4.4.2. It is what
 	// stops a client that trickles message data just fast enough to beat
 	// DataTimeout. 0 means 30 minutes.
 	SessionTimeout time.Duration
-	// GreetDelay is how long the server waits, silent, before its
-	// greeting; a client that sends anything in that time is an "early
-	// talker" (RFC 5321 §4.3.1: the client waits for the greeting) and
-	// gets 554 5.5.0 and is disconnected. 0 means no wait: the server
-	// then only looks, at no cost, at whether the client has already sent
-	// something by the time it greets. Spam software that does not wait
-	// is caught better with a second or more (Postfix's postscreen waits
-	// 6 s), at the price of that much latency for every client.
+	// GreetDelay, if set, turns on the early talker check: the server
+	// waits that long, silent, before its greeting, and a client that
+	// sends anything meanwhile (RFC 5321 §4.3.1: the client waits for the
+	// greeting) gets 554 5.5.0 and is disconnected, as Sendmail's
+	// greet_pause and Postfix's postscreen pregreet test do. Spam software
+	// that does not wait is caught with a second or more (postscreen waits
+	// 6 s), at the price of that much latency for every client. 0, the
+	// default, means no wait and no check: a client that talks first, as
+	// "cat mail.txt | nc" does, is served, its commands taken as one
+	// pipelined batch.
 	GreetDelay time.Duration
 	// ProxyFrom lists the networks of trusted proxies (HAProxy, a load
 	// balancer) that begin each connection with a PROXY protocol header,
@@ -248,14 +254,15 @@ type settings struct {
 	tlsConfig        *tls.Config // the clone in use; nil without TLS
 	authFailureDelay time.Duration
 	maxAuthFailures  int
-	maxConnsPerIP    int
+	maxConnsPerIP    int  // 0: no limit
 	limitLoopback    bool // MaxConnsPerIP was set: loopback clients count too
 	sessionTimeout   time.Duration
 	greetDelay       time.Duration
 	lmtp             bool // speak LMTP (RFC 2033)
 }
 
-// Defaults, from SPEC §2 and RFC 5321 §4.5.3.
+// Defaults, as the README's Command line section lists them, and from
+// RFC 5321 §4.5.3.
 const (
 	DefaultAddr            = ":2525"
 	DefaultDataDir         = "smtpd-data"
@@ -307,6 +314,7 @@ type Server struct {
 	refused       atomic.Int64 // management requests refused since the last log line
 	refusedLogged atomic.Int64 // when that line was written, Unix nanoseconds
 	web           webFront     // the HTTP view (web.go)
+	lingering     atomic.Int64 // connections in a graceful close (hangUp)
 
 	mu          sync.Mutex
 	listeners   map[net.Listener]struct{}
@@ -401,7 +409,7 @@ func (c *Config) settings() (settings, error) {
 
 		authFailureDelay: orDefault(c.AuthFailureDelay, DefaultAuthFailureDelay),
 		maxAuthFailures:  orDefault(c.MaxAuthFailures, DefaultMaxAuthFailures),
-		maxConnsPerIP:    orDefault(c.MaxConnsPerIP, DefaultMaxConnsPerIP),
+		maxConnsPerIP:    max(orDefault(c.MaxConnsPerIP, DefaultMaxConnsPerIP), 0),
 		limitLoopback:    c.MaxConnsPerIP != 0,
 		sessionTimeout:   orDefault(c.SessionTimeout, DefaultSessionTimeout),
 		greetDelay:       c.GreetDelay,
@@ -439,8 +447,8 @@ func (c *Config) settings() (settings, error) {
 		return s, errors.New("smtpd: Config.AuthFailureDelay must not be negative")
 	case c.MaxAuthFailures < 0:
 		return s, errors.New("smtpd: Config.MaxAuthFailures must not be negative")
-	case c.MaxConnsPerIP < 0:
-		return s, errors.New("smtpd: Config.MaxConnsPerIP must not be negative")
+	case c.MaxConnsPerIP < -1:
+		return s, errors.New("smtpd: Config.MaxConnsPerIP must be -1 (no limit), 0 (the default) or positive")
 	case c.SessionTimeout < 0:
 		return s, errors.New("smtpd: Config.SessionTimeout must not be negative")
 	case c.GreetDelay < 0:
@@ -610,8 +618,9 @@ func (srv *Server) startSession(conn net.Conn, implicitTLS bool) {
 		return
 	}
 	if len(srv.sessions) >= srv.set.maxConns {
+		srv.wg.Add(1)
 		srv.mu.Unlock()
-		srv.refuse(conn, implicitTLS)
+		go srv.refuse(conn, implicitTLS) // calls srv.wg.Done
 		return
 	}
 	s := newSession(srv, conn, srv.nextSession.Add(1))
@@ -623,20 +632,21 @@ func (srv *Server) startSession(conn net.Conn, implicitTLS bool) {
 	go s.serve() // session.end calls srv.wg.Done
 }
 
-// refuse answers a connection over MaxConns with 421 and closes it. A new
-// connection's send buffer is empty, so the write does not block; the
-// deadline is there in case it ever does. On the implicit TLS port a
-// plain-text reply would only be a TLS protocol error to the client, and a
-// handshake is the very cost being refused: that connection is just closed.
+// refuse answers a connection over MaxConns with 421 and closes it, in a
+// goroutine of its own: the accept loop must not wait for the write, nor for
+// the graceful close (hangUp). A new connection's send buffer is empty, so
+// the write does not block; the deadline is there in case it ever does. On
+// the implicit TLS port a plain-text reply would only be a TLS protocol error
+// to the client, and a handshake is the very cost being refused: that
+// connection is just closed.
 func (srv *Server) refuse(conn net.Conn, implicitTLS bool) {
-	if implicitTLS {
-		conn.Close()
-		return
+	defer srv.wg.Done()
+	if !implicitTLS {
+		conn.SetWriteDeadline(time.Now().Add(time.Second))
+		n, _ := conn.Write(replyTooManyConns(srv.set.hostname).appendTo(nil))
+		srv.stats.bytesOut.Add(uint64(n))
 	}
-	conn.SetWriteDeadline(time.Now().Add(time.Second))
-	n, _ := conn.Write(replyTooManyConns(srv.set.hostname).appendTo(nil))
-	srv.stats.bytesOut.Add(uint64(n))
-	conn.Close()
+	srv.hangUp(conn, nil, true)
 }
 
 func (srv *Server) untrack(s *session) {
@@ -773,11 +783,11 @@ func (srv *Server) releaseResources() {
 	})
 }
 
-// accepted records a stored message: counters, access log, the HTTP view,
-// Delivered.
+// accepted records a stored message, just before its 250 reply: counters,
+// access log, the HTTP view, Delivered.
 func (srv *Server) accepted(m *Message) {
 	srv.stats.messages.Add(1)
-	if err := srv.access.write(m); err != nil {
+	if err := srv.access.write(m, time.Now()); err != nil {
 		srv.log.Error("smtpd: access log", "queue_id", m.ID, "err", err)
 	}
 	srv.web.stored(m)

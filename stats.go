@@ -47,7 +47,8 @@ func (c *counters) countReply(code int) {
 	}
 }
 
-// Stats is a snapshot of a server's counters.
+// Stats is a snapshot of a server's counters. The settings that can change
+// while the server runs are in RuntimeSettings.
 type Stats struct {
 	// Connections counts every connection accepted, including those
 	// refused for MaxConns. It persists across restarts when
@@ -77,29 +78,23 @@ type Stats struct {
 	Replies map[int]uint64
 	// Uptime is the time since the server started.
 	Uptime time.Duration
-	// Verbose reports whether the session trace is on.
-	Verbose bool
-	// MaxMessageBytes is the size limit in force.
-	MaxMessageBytes int64
 }
 
 // Stats returns a snapshot of the server's counters.
 func (srv *Server) Stats() Stats {
 	c := &srv.stats
 	st := Stats{
-		Connections:     c.connections.Load(),
-		Sessions:        c.sessions.Load(),
-		BytesIn:         c.bytesIn.Load(),
-		BytesOut:        c.bytesOut.Load(),
-		Messages:        c.messages.Load(),
-		Rejected:        c.rejected.Load(),
-		Failed:          c.failed.Load(),
-		BareLF:          c.bareLF.Load(),
-		Commands:        make(map[string]uint64),
-		Replies:         make(map[int]uint64),
-		Uptime:          time.Since(srv.started),
-		Verbose:         srv.verbose.Load(),
-		MaxMessageBytes: srv.maxSize.Load(),
+		Connections: c.connections.Load(),
+		Sessions:    c.sessions.Load(),
+		BytesIn:     c.bytesIn.Load(),
+		BytesOut:    c.bytesOut.Load(),
+		Messages:    c.messages.Load(),
+		Rejected:    c.rejected.Load(),
+		Failed:      c.failed.Load(),
+		BareLF:      c.bareLF.Load(),
+		Commands:    make(map[string]uint64),
+		Replies:     make(map[int]uint64),
+		Uptime:      time.Since(srv.started),
 	}
 	if srv.store != nil { // nil in a Server not made by NewServer
 		st.CommitBatches = srv.store.group.batches.Load()

@@ -31,21 +31,13 @@ const (
 
 var colorModeNames = [...]string{"auto", "always", "never"}
 
+// String returns "auto", "always" or "never", as the smtpd command's -color
+// flag spells them.
 func (m ColorMode) String() string {
 	if m < 0 || int(m) >= len(colorModeNames) {
 		return "ColorMode(" + strconv.Itoa(int(m)) + ")"
 	}
 	return colorModeNames[m]
-}
-
-// ParseColorMode parses "auto", "always" or "never".
-func ParseColorMode(s string) (ColorMode, error) {
-	for i, name := range colorModeNames {
-		if s == name {
-			return ColorMode(i), nil
-		}
-	}
-	return ColorAuto, fmt.Errorf("smtpd: color mode %q is not auto, always or never", s)
 }
 
 // tracer writes the session trace: one line per protocol line, such as
@@ -119,23 +111,55 @@ func (t *tracer) event(id, format string, args ...any) {
 func (t *tracer) write(id, text string) { t.emit(id, text, true) }
 
 // emit writes a trace line to Config.Trace, if terminal is set and the
-// trace is on there, and to the HTTP view's live trace.
+// trace is on there, and to the HTTP view's live trace. An id of "" is a
+// line of the server as a whole.
 func (t *tracer) emit(id, text string, terminal bool) {
 	now := time.Now()
 	t.live.traceLine(now, id, text)
-	if !terminal || !t.toTerminal() {
+	if !terminal {
 		return
 	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	// Checked under the lock: no line of a session that looked before
+	// the trace was turned off may follow "trace off" (turn).
+	if t.toTerminal() {
+		t.writeLocked(now, id, text)
+	}
+}
+
+func (t *tracer) writeLocked(now time.Time, id, text string) {
 	b := make([]byte, 0, 32+len(text))
 	b = now.AppendFormat(b, "15:04:05.000")
-	b = append(b, " ["...)
-	b = append(b, id...)
-	b = append(b, "] "...)
+	if id != "" {
+		b = append(b, " ["...)
+		b = append(b, id...)
+		b = append(b, ']')
+	}
+	b = append(b, ' ')
 	b = append(b, text...)
 	b = append(b, '\n')
-	t.mu.Lock()
 	t.w.Write(b)
-	t.mu.Unlock()
+}
+
+// turn switches the trace on or off, and marks the change in it, saying
+// why: "* trace off (why)" is the last line before the trace goes quiet,
+// and "* trace on (why)" the first when it comes back, so that a gap in a
+// projected trace is explained. Switching to the state in force writes
+// nothing.
+func (t *tracer) turn(on bool, why string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.on.Load() == on {
+		return
+	}
+	if !on && t.w != nil {
+		t.writeLocked(time.Now(), "", t.pal.Event.Sprint("* trace off ("+why+")"))
+	}
+	t.on.Store(on)
+	if on && t.w != nil {
+		t.writeLocked(time.Now(), "", t.pal.Event.Sprint("* trace on ("+why+")"))
+	}
 }
 
 // visible returns s with control characters and invalid UTF-8 escaped.
@@ -218,15 +242,23 @@ func (b *bodyTrace) endLine() {
 	b.line, b.truncated = b.line[:0], false
 }
 
-// end traces the summary and the end-of-data line.
-func (b *bodyTrace) end(size int64) {
-	b.summarize(size)
-	b.t.client(b.id, ".")
+// end traces the summary and, when the client sent it (ended), the
+// end-of-data line. A last line the client did not end is traced as it came.
+func (b *bodyTrace) end(size int64, ended bool) {
+	note := ""
+	if !ended {
+		note = ", without the end-of-data line"
+	}
+	b.summarize(size, note)
+	if ended {
+		b.t.client(b.id, ".")
+	}
 }
 
-// summarize traces the last line, if it had no line ending, and the
-// summary of the message data.
-func (b *bodyTrace) summarize(size int64) {
+// summarize traces the last line, if the client did not end it, and the
+// summary of the message data, note appended. A message sent in BDAT
+// chunks, which has no end-of-data line, ends with it.
+func (b *bodyTrace) summarize(size int64, note string) {
 	if len(b.line) > 0 || b.truncated {
 		b.endLine()
 	}
@@ -234,5 +266,5 @@ func (b *bodyTrace) summarize(size int64) {
 	if hidden := b.lines - shownBodyLines; hidden > 0 && !b.t.body {
 		summary += fmt.Sprintf(", %d not shown (-trace-body shows them)", hidden)
 	}
-	b.t.event(b.id, "%s", summary)
+	b.t.event(b.id, "%s", summary+note)
 }

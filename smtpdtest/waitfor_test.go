@@ -81,7 +81,7 @@ func TestTraceOption(t *testing.T) {
 	if _, err := ts.WaitMessages(t.Context(), 1); err != nil {
 		t.Fatal(err)
 	}
-	if st := ts.SMTP.Stats(); !st.Verbose {
+	if st := ts.SMTP.RuntimeSettings(); !st.Verbose {
 		t.Error("Trace option: the server's trace is off")
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// TestMenuLongLine: the menu is robust to bad input (SPEC §2). A line too
+// TestMenuLongLine: the menu is robust to bad input (docs/metrics-protocol.md §9). A line too
 // long to be a number is bad input like any other: it is refused and the
 // question asked again, rather than taken for the end of input (which
 // ends the menu silently, exit status 0, ignoring what follows).

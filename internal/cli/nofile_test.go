@@ -15,8 +15,8 @@ func TestFitOpenFiles(t *testing.T) {
 	}{
 		{10000, false, 20000, 10000, ""},
 		{19000, true, 20000, 19000, ""},
-		{19950, true, 20000, 19950, "warning"},
-		{10000, false, 4096, 4032, "at most 4032 sessions"},
+		{19900, true, 20000, 19900, "warning"},
+		{10000, false, 4096, 3904, "at most 3904 sessions"},
 		{10000, false, 10, 0, "at most 0 sessions"},
 		{10000, false, 0, 10000, ""}, // limit unknown
 	} {

@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/tpe-protos/smtpd"
 	"github.com/tpe-protos/smtpd/internal/webaddr"
 )
@@ -44,7 +46,7 @@ func SmtpdMain() int {
 	return Smtpd(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 }
 
-// smtpdFlags are the command line of smtpd (SPEC §2).
+// smtpdFlags are the command line of smtpd (README: Command line).
 type smtpdFlags struct {
 	port, metricsPort     int
 	listen, metricsListen string
@@ -66,7 +68,7 @@ type smtpdFlags struct {
 	filter                string
 	filterTimeout         time.Duration
 
-	// Security (issue 5).
+	// Security (SECURITY.md).
 	tlsMode, tlsCert, tlsKey string
 	tlsPort                  int
 	users                    string
@@ -91,7 +93,7 @@ func (f *smtpdFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.listen, "l", "", "SMTP listen `address` (default all interfaces)")
 	fs.IntVar(&f.metricsPort, "M", 7030, "management UDP `port` (0: any free port, printed; -1: off)")
 	fs.StringVar(&f.metricsListen, "L", "127.0.0.1", "management listen `address`")
-	fs.StringVar(&f.dataDir, "d", smtpd.DefaultDataDir, "data `directory`: Maildir/, access.log, metrics.key, metrics.state")
+	fs.StringVar(&f.dataDir, "d", defaultDataDir(), "data `directory`: Maildir/, access.log, metrics.key, metrics.state; $"+dataDirEnv+" sets the default")
 	fs.StringVar(&f.maildir, "maildir", "", "Maildir root `directory` (default DIR/Maildir)")
 	fs.StringVar(&f.hostname, "hostname", "", "`name` in the greeting, EHLO reply and Received header (default the host name)")
 	fs.StringVar(&f.domains, "domains", "", "comma-separated local `domains`; other recipients get 550 (default accept any)")
@@ -99,10 +101,10 @@ func (f *smtpdFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.maxRcpt, "max-rcpt", smtpd.DefaultMaxRecipients, "most recipients per message")
 	fs.IntVar(&f.maxConns, "max-conns", smtpd.DefaultMaxConns, "most concurrent sessions (the default is lowered to fit the open-file limit)")
 	fs.IntVar(&f.maxErrors, "max-errors", smtpd.DefaultMaxErrors, "error replies before a session is closed")
-	fs.BoolVar(&f.verbose, "v", false, "start with the session trace on")
+	fs.BoolVar(&f.verbose, "v", false, "start with the session trace on (-explain and -trace-body turn it on too)")
 	fs.StringVar(&f.color, "color", "auto", "trace colors: auto, always or never")
-	fs.BoolVar(&f.explain, "explain", false, "follow each reply in the trace with what it means and its RFC section")
-	fs.BoolVar(&f.traceBody, "trace-body", false, "trace message data whole (default: the first lines and the size)")
+	fs.BoolVar(&f.explain, "explain", false, "follow each reply in the trace with what it means and its RFC section (turns the trace on)")
+	fs.BoolVar(&f.traceBody, "trace-body", false, "trace message data whole (default: the first lines and the size; turns the trace on)")
 	fs.BoolVar(&f.strictCRLF, "strict-crlf", false, "refuse lines ending in a bare LF (default: take them, and say so in the trace)")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", smtpd.DefaultCommandTimeout, "how long to wait for a command")
 	fs.DurationVar(&f.dataTimeout, "data-timeout", smtpd.DefaultDataTimeout, "how long to wait for each block of message data")
@@ -124,9 +126,9 @@ func (f *smtpdFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.requireAuth, "require-auth", false, "refuse MAIL from clients that have not authenticated (530 5.7.0)")
 	fs.DurationVar(&f.authDelay, "auth-delay", smtpd.DefaultAuthFailureDelay, "wait before answering bad credentials")
 	fs.IntVar(&f.maxAuthFailures, "max-auth-failures", smtpd.DefaultMaxAuthFailures, "failed AUTH attempts before a session is closed")
-	fs.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", 0, "most concurrent sessions from one client address (default 100, loopback clients exempt; a value given applies to all)")
+	fs.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", 0, "most concurrent sessions from one client address (0: 100, loopback clients exempt; a value given applies to all; -1: no limit)")
 	fs.DurationVar(&f.sessionTimeout, "session-timeout", smtpd.DefaultSessionTimeout, "longest time a session may last")
-	fs.DurationVar(&f.greetDelay, "greet-delay", 0, "wait this long before the greeting; a client talking meanwhile gets 554")
+	fs.DurationVar(&f.greetDelay, "greet-delay", 0, "refuse early talkers: wait this long before the greeting, and a client talking meanwhile gets 554 (default 0: no wait, a client talking first is served)")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) of the whole run to `file`")
 	fs.StringVar(&f.memProfile, "memprofile", "", "write an allocation profile (go tool pprof) to `file` at exit")
 	fs.StringVar(&f.proxyFrom, "proxy-from", "", "comma-separated `CIDRs` of trusted proxies that send a PROXY protocol header")
@@ -172,8 +174,8 @@ func (f *smtpdFlags) check() error {
 		return fmt.Errorf("-auth-delay %v: must be positive", f.authDelay)
 	case f.maxAuthFailures <= 0:
 		return fmt.Errorf("-max-auth-failures %d: must be positive", f.maxAuthFailures)
-	case f.maxConnsPerIP < 0:
-		return fmt.Errorf("-max-conns-per-ip %d: must not be negative", f.maxConnsPerIP)
+	case f.maxConnsPerIP < -1:
+		return fmt.Errorf("-max-conns-per-ip %d: must be -1 (no limit), 0 (the default) or positive", f.maxConnsPerIP)
 	case f.sessionTimeout <= 0:
 		return fmt.Errorf("-session-timeout %v: must be positive", f.sessionTimeout)
 	case f.greetDelay < 0:
@@ -203,9 +205,9 @@ func (f *smtpdFlags) check() error {
 }
 
 func (f *smtpdFlags) config(stdout, stderr io.Writer) (smtpd.Config, error) {
-	colorMode, err := smtpd.ParseColorMode(f.color)
+	colorMode, err := parseColorMode(f.color)
 	if err != nil {
-		return smtpd.Config{}, fmt.Errorf("-color %q: want auto, always or never", f.color)
+		return smtpd.Config{}, err
 	}
 	var domains []string
 	for _, d := range strings.Split(f.domains, ",") {
@@ -334,6 +336,11 @@ func Smtpd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	if err := f.check(); err != nil {
 		return usageError(stderr, "smtpd", err)
 	}
+	if !isSet(fs, "v") {
+		// Asking for explanations or whole messages is asking for the
+		// trace; -v=false -explain starts quiet, ready for verbose-on.
+		f.verbose = f.explain || f.traceBody
+	}
 	f.maxConns = fitOpenFiles(stderr, f.maxConns, isSet(fs, "max-conns"), openFileLimit())
 	cfg, err := f.config(stdout, stderr)
 	if err != nil {
@@ -371,8 +378,10 @@ var configToFlags = strings.NewReplacer("Config.Hostname", "-hostname", "Config.
 
 // spareFiles is what the server needs open besides its sessions: the
 // listeners, the access log, the Maildir root, a message being stored, a
-// content filter's pipes, the runtime's own.
-const spareFiles = 64
+// content filter's pipes, the runtime's own (64), and the connections of
+// ended sessions still in their graceful close (128 at most, see
+// SECURITY.md).
+const spareFiles = 64 + 128
 
 // fitOpenFiles returns the session limit to use under the open-file limit
 // (0: unknown). Each session is one descriptor; past the limit a new client
@@ -569,11 +578,13 @@ func hashPassword(stdin io.Reader, stdout, stderr io.Writer) int {
 	if password == "" {
 		return usageError(stderr, "smtpd", errors.New("-hash-password: no password on standard input"))
 	}
-	hash, err := smtpd.HashPassword(password)
+	// bcrypt uses at most 72 bytes: a longer password is refused rather
+	// than silently cut.
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
 	if err != nil {
-		return usageError(stderr, "smtpd", fmt.Errorf("-hash-password: %v", strings.TrimPrefix(err.Error(), "smtpd: ")))
+		return usageError(stderr, "smtpd", fmt.Errorf("-hash-password: %v", err))
 	}
-	fmt.Fprintln(stdout, hash)
+	fmt.Fprintf(stdout, "%s\n", hash)
 	return exitOK
 }
 

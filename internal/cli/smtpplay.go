@@ -9,8 +9,6 @@ import (
 	"io"
 	"os"
 
-	"github.com/mattn/go-isatty"
-
 	"github.com/tpe-protos/smtpd/client"
 )
 
@@ -58,8 +56,7 @@ func Smtpplay(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	c.Transcript = client.ColorTranscript(stdout, colored)
 	if *step {
 		in := bufio.NewScanner(stdin)
-		f, ok := stdin.(*os.File)
-		echoed := ok && isatty.IsTerminal(f.Fd()) // the terminal shows the Enter
+		echoed := isTerminal(stdin) // the terminal shows the Enter
 		d.Step = func() error {
 			fmt.Fprint(stdout, "   [Enter sends the lines above]")
 			more := in.Scan()
@@ -77,18 +74,4 @@ func Smtpplay(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return exitFailure
 	}
 	return exitOK
-}
-
-// colorsOn decides a -color flag for w.
-func colorsOn(mode string, w io.Writer) (bool, error) {
-	switch mode {
-	case "always":
-		return true, nil
-	case "never":
-		return false, nil
-	case "auto":
-		f, ok := w.(*os.File)
-		return ok && isatty.IsTerminal(f.Fd()) && os.Getenv("NO_COLOR") == "", nil
-	}
-	return false, fmt.Errorf("-color %q: want auto, always or never", mode)
 }

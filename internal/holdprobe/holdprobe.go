@@ -101,9 +101,11 @@ func (s *Conn) Alive(timeout time.Duration) bool {
 	return true
 }
 
-// Noop sends NOOP and waits for its 250.
-func (s *Conn) Noop() error {
-	return s.cmd("NOOP", "250")
+// Helo sends HELO and waits for its 250: a round trip that changes
+// nothing, and that the server does not count among the commands that make
+// no progress, which it limits (NOOP is one of those).
+func (s *Conn) Helo() error {
+	return s.cmd("HELO holdprobe.test", "250")
 }
 
 // Close drops the session without a word.

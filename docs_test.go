@@ -1,0 +1,37 @@
+package smtpd_test
+
+import (
+	"os"
+	"regexp"
+	"testing"
+)
+
+// TestDocsAgree checks statements that several documents make, so that
+// they cannot drift apart again: what an idle session costs (README.md,
+// SECURITY.md and Config.MaxConns in smtp.go, a figure measured with
+// internal/cmd/holdprobe), and what the trace shows of messages.
+func TestDocsAgree(t *testing.T) {
+	read := func(name string) string {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	idle := regexp.MustCompile(`about (\d+(?:\.\d+)?) KiB`)
+	figures := map[string]string{}
+	for _, name := range []string{"README.md", "SECURITY.md", "smtp.go"} {
+		m := idle.FindStringSubmatch(read(name))
+		if m == nil {
+			t.Errorf("%s does not say what an idle session costs (\"about N KiB\")", name)
+			continue
+		}
+		figures[name] = m[1]
+	}
+	if len(figures) == 3 && (figures["README.md"] != figures["SECURITY.md"] || figures["README.md"] != figures["smtp.go"]) {
+		t.Errorf("an idle session costs: %v; the documents must agree", figures)
+	}
+	if security := read("SECURITY.md"); regexp.MustCompile(`never\s+shows\s+message\s+data`).MatchString(security) {
+		t.Error("SECURITY.md says the trace never shows message data; it shows its first lines, and all of it with -trace-body")
+	}
+}
