@@ -204,7 +204,7 @@ func TestBDATShortChunkThenDisconnect(t *testing.T) {
 			}
 			expectReply(t, c, 250, "2.0.0") // the first chunk
 			c.Close()
-			if !trace.waitMatch(regexp.MustCompile(`disconnected during message data`), 10*time.Second) {
+			if !trace.WaitMatch(regexp.MustCompile(`disconnected during message data`), 10*time.Second) {
 				t.Fatalf("the server did not see the disconnection:\n%s", trace.bytes())
 			}
 			ts.Close()

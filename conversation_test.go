@@ -515,7 +515,7 @@ func TestTraceTruth(t *testing.T) {
 		secCmd(t, c, "DATA", "354")
 		c.SendRaw([]byte("Subject: cut\r\n\r\nhalf a mess"))
 		c.Close()
-		if !ts.trace.waitMatch(regexp.MustCompile(`disconnected during message data`), secWait) {
+		if !ts.trace.WaitMatch(regexp.MustCompile(`disconnected during message data`), secWait) {
 			t.Fatalf("no disconnection traced:\n%s", ts.trace.bytes())
 		}
 		trace := string(ts.trace.bytes())
@@ -540,7 +540,7 @@ func TestTraceTruth(t *testing.T) {
 		// the client reads, and it has gone.
 		c.Write([]byte("NOOP\r\n"))
 		c.Close()
-		if !trace.waitMatch(regexp.MustCompile(`S: 250 2\.0\.0 Ok\n.*\* the reply above was not sent: `), secWait) {
+		if !trace.WaitMatch(regexp.MustCompile(`S: 250 2\.0\.0 Ok\n.*\* the reply above was not sent: `), secWait) {
 			t.Errorf("the unsent reply is not marked:\n%s", trace.bytes())
 		}
 	})
@@ -628,7 +628,7 @@ func TestRedactAfterRefusedAuth(t *testing.T) {
 	for _, l := range m.Transcript() {
 		transcript.WriteString(l.String() + "\n")
 	}
-	if !ts.trace.waitMatch(regexp.MustCompile(`server hangs up`), secWait) {
+	if !ts.trace.WaitMatch(regexp.MustCompile(`server hangs up`), secWait) {
 		t.Fatal("the session did not end")
 	}
 	trace := ts.trace.bytes()

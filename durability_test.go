@@ -123,7 +123,7 @@ func TestDurabilityAfterSIGKILL(t *testing.T) {
 	case <-ctx.Done():
 	}
 	if p.exited() {
-		t.Errorf("smtpd exited on its own during the traffic: %v\nstderr:\n%s", p.err, p.stderr.bytes())
+		t.Errorf("smtpd exited on its own during the traffic: %v\nstderr:\n%s", p.Err(), p.stderr.bytes())
 	}
 	// The kill comes while group commit is at work: the messages stored
 	// so far shared their flushes to disk.

@@ -1,6 +1,9 @@
 package smtpd
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // enhancedMeanings names the RFC 3463 subject.detail pairs the server uses
 // (RFC 3463 §3; X.6.7 from RFC 6531, X.7.8 and X.7.11 from RFC 4954).
@@ -50,4 +53,49 @@ func (r reply) explanation() string {
 	}
 	b.WriteString(")")
 	return b.String()
+}
+
+// ExplainReply says what a reply with the given code means as the answer
+// to command (a command line; "" for the greeting, "." for the end of the
+// message data), in the words of the trace's explain mode (Config.Explain):
+// a sentence and the RFC sections that define the reply. Where this server
+// has several replies with that code for the command, it gives each; where
+// it has none, it returns "". smtpcheck uses it to say why a reply was
+// expected.
+func ExplainReply(command string, code int) string {
+	verb, _, _ := strings.Cut(command, " ")
+	verb = strings.ToUpper(verb)
+	candidates, known := answersTo[verb]
+	if !known {
+		candidates = []reply{replyUnknownCommand}
+	} else if verb != "" && verb != "." {
+		candidates = slices.Concat(candidates, []reply{replyLineTooLong})
+	}
+	var says []string
+	for _, r := range candidates {
+		s := r.why + " (" + r.rfc + ")"
+		if r.code == code && !slices.Contains(says, s) {
+			says = append(says, s)
+		}
+	}
+	return strings.Join(says, "; or: ")
+}
+
+// answersTo lists the replies of the explain catalogue by the command they
+// answer, for ExplainReply.
+var answersTo = map[string][]reply{
+	"":         {replyGreeting(""), replyTooManyConns(""), replyShuttingDown("")},
+	"HELO":     {replySyntaxHELO},
+	"EHLO":     {replySyntaxEHLO},
+	"MAIL":     {replySenderOK, replySyntaxMAIL, replyNeedHELO, replyNestedMAIL, replyTooBig, replyUnknownParameter, replyBadParameter, replyNeedSMTPUTF8, replyAuthRequired},
+	"RCPT":     {replyRecipientOK, replySyntaxRCPT, replyNeedMAIL, replyTooManyRcpts, replyDomainNotLocal, replyNullRecipient, replyUnknownParameter, replyBadParameter, replyNeedSMTPUTF8},
+	"DATA":     {replyStartData, replyNeedRCPT, replyNoArgument},
+	".":        {replyQueued(""), replyTooBig, replyLocalError, replyBareLFData},
+	"RSET":     {replyOK, replyNoArgument},
+	"NOOP":     {replyOK},
+	"QUIT":     {replyBye, replyNoArgument},
+	"VRFY":     {replyVRFY, replySyntaxVRFY},
+	"HELP":     {replyHelp},
+	"STARTTLS": {replyReadyTLS, replyTLSActive, replyTLSInTransaction},
+	"AUTH":     {replyAuthOK, replyAuthNeedsEHLO, replyAlreadyAuthenticated, replyAuthInTransaction, replySyntaxAUTH, replyUnknownMechanism, replyAuthFailed, replyEncryptionRequired},
 }

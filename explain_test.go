@@ -91,3 +91,35 @@ func TestExplanationNamesEnhancedCode(t *testing.T) {
 		}
 	}
 }
+
+// TestExplainReply checks that a reply is explained by the command it
+// answers: a 503 to RCPT and to DATA mean different things, a 503 to MAIL
+// has two reasons, and an unknown verb is explained as such.
+func TestExplainReply(t *testing.T) {
+	for _, tc := range []struct {
+		command string
+		code    int
+		want    []string // parts of the explanation; none: ""
+	}{
+		{"RCPT TO:<a@b>", 503, []string{replyNeedMAIL.why, "(RFC 5321 §4.1.4, §3.3)"}},
+		{"data", 503, []string{replyNeedRCPT.why}},
+		{"MAIL FROM:<a@b>", 503, []string{replyNeedHELO.why, "; or: " + replyNestedMAIL.why}},
+		{"", 220, []string{"the greeting", "RFC 5321 §3.1"}},
+		{".", 250, []string{"safely on disk"}},
+		{"XYZZY", 500, []string{replyUnknownCommand.why}},
+		{"NOOP " + strings.Repeat("x", 600), 500, []string{replyLineTooLong.why}},
+		{"QUIT", 221, []string{replyBye.why}},
+		{"QUIT", 250, nil},
+		{"XYZZY", 250, nil},
+	} {
+		got := ExplainReply(tc.command, tc.code)
+		if len(tc.want) == 0 && got != "" {
+			t.Errorf("ExplainReply(%.20q, %d) = %q, want nothing", tc.command, tc.code, got)
+		}
+		for _, part := range tc.want {
+			if !strings.Contains(got, part) {
+				t.Errorf("ExplainReply(%.20q, %d) = %q, want it to hold %q", tc.command, tc.code, got, part)
+			}
+		}
+	}
+}

@@ -28,6 +28,11 @@ const DefaultTimeout = 30 * time.Second
 // maxReplyLine bounds one reply line; RFC 5321 §4.5.3.1.5 allows 512 octets.
 const maxReplyLine = 4096
 
+// maxReplyLines bounds the lines of one reply, so that a server that never
+// ends a multi-line reply cannot make the client's memory grow without
+// end. An EHLO reply has a few dozen.
+const maxReplyLines = 1000
+
 // Reply is one SMTP reply, possibly of several lines (RFC 5321 §4.2).
 type Reply struct {
 	Code int
@@ -254,6 +259,9 @@ func (c *Client) ReadReply() (*Reply, error) {
 		r.Lines = append(r.Lines, text)
 		if last {
 			return r, nil
+		}
+		if len(r.raw) == maxReplyLines {
+			return nil, fmt.Errorf("%w: more than %d lines", ErrMalformedReply, maxReplyLines)
 		}
 	}
 }

@@ -121,6 +121,7 @@ func TestReadReplyErrors(t *testing.T) {
 		{name: "garbage after continuation", server: "250-a\r\nhello\r\n", wantErr: ErrMalformedReply},
 		{name: "line too long", server: "250 " + strings.Repeat("x", 5000) + "\r\n", wantErr: ErrMalformedReply},
 		{name: "HTTP", server: "HTTP/1.1 400 Bad Request\r\n", wantErr: ErrMalformedReply},
+		{name: "endless reply", server: strings.Repeat("250-more\r\n", maxReplyLines) + "250 end\r\n", wantErr: ErrMalformedReply},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

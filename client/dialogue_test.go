@@ -3,6 +3,7 @@ package client
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"net"
 	"slices"
 	"strconv"
@@ -284,5 +285,65 @@ func TestPlayTrailingLines(t *testing.T) {
 	}
 	if want := []string{"NOOP\r\nQUIT\r\n"}; !slices.Equal(writes, want) {
 		t.Errorf("client writes = %q, want %q", writes, want)
+	}
+}
+
+// TestPlayStepError checks what a failed step reports: its file and line,
+// the step, the command the reply answers (the greeting answers the
+// connection; after a 354 the reply answers the dot, however the data was
+// sent) and the reply that came.
+func TestPlayStepError(t *testing.T) {
+	tests := []struct {
+		name    string
+		src     string
+		step    string
+		command string
+		reply   string
+	}{
+		{"greeting", "S: ^421\n", "S: ^421", "", "220 fake.test ESMTP"},
+		{"in a batch", "S: ^220\nC: MAIL FROM:<a@b>\nC: RCPT TO:<c@d>\nC: NOOP\nS: ^250\nS: ^250\nS: ^251\n",
+			"S: ^251", "NOOP", "500 5.5.2 what?"},
+		{"end of data", "S: ^220\nC: DATA\nS: ^354\nR: \"a\\n.\\nb\\r\\n..\\r\\n.\\r\\n\"\nC: NOOP\nS: ^251\n",
+			"S: ^251", ".", "250 2.0.0 Ok: queued, 5"},
+		{"data sent with the command", "S: ^220\nR: \"DATA\\r\\nx\\r\\n.\\r\\nHANGUP\\r\\n\"\nS: ^354\nS: ^251\n",
+			"S: ^251", ".", "250 2.0.0 Ok: queued, 2"},
+		{"close expected", "S: ^220\nC: NOOP\nCLOSED\n", "CLOSED", "NOOP", "500 5.5.2 what?"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, transcript, err := playAgainstFake(t, tc.src)
+			var se *StepError
+			if !errors.As(err, &se) {
+				t.Fatalf("Play error = %v, want a *StepError\ntranscript:\n%s", err, transcript)
+			}
+			if se.Step != tc.step || se.Command != tc.command || se.Reply != tc.reply {
+				t.Errorf("StepError = {Step %q, Command %q, Reply %q}, want {%q, %q, %q}",
+					se.Step, se.Command, se.Reply, tc.step, tc.command, tc.reply)
+			}
+		})
+	}
+}
+
+// TestAppendNamesFiles checks that a dialogue made of several files names
+// the file of the step that failed.
+func TestAppendNamesFiles(t *testing.T) {
+	head, err := ParseDialogue(strings.NewReader("S: ^220\nC: NOOP\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	head.Name = "head.dialog"
+	tail, err := ParseDialogue(strings.NewReader("# the tail\nS: ^251\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tail.Name = "tail.dialog"
+	head.Append(tail)
+	clientEnd, serverEnd := net.Pipe()
+	fakeServer(t, serverEnd)
+	c := NewClient(clientEnd)
+	defer c.Close()
+	err = head.Play(c)
+	if err == nil || !strings.HasPrefix(err.Error(), "tail.dialog line 2: ") {
+		t.Errorf("Play error = %v, want one naming tail.dialog line 2", err)
 	}
 }

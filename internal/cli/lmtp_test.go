@@ -34,9 +34,9 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// runSmtpd runs the smtpd command in the background until the test stops
+// backgroundSmtpd runs the smtpd command in the background until the test stops
 // it with the returned function, which gives its exit status.
-func runSmtpd(t *testing.T, args ...string) (stdout, stderr *lockedBuffer, stop func() int) {
+func backgroundSmtpd(t *testing.T, args ...string) (stdout, stderr *lockedBuffer, stop func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	stdout, stderr = new(lockedBuffer), new(lockedBuffer)
@@ -85,7 +85,7 @@ func TestLMTPSocket(t *testing.T) {
 	old.(*net.UnixListener).SetUnlinkOnClose(false)
 	old.Close()
 
-	stdout, stderr, stop := runSmtpd(t, "-lmtp-socket", sock, "-p", "-1", "-M", "-1", "-d", filepath.Join(dir, "data"), "-hostname", "mx.test")
+	stdout, stderr, stop := backgroundSmtpd(t, "-lmtp-socket", sock, "-p", "-1", "-M", "-1", "-d", filepath.Join(dir, "data"), "-hostname", "mx.test")
 	waitFor(t, stdout, "Listening on UNIX "+sock+"\n")
 	if strings.Contains(stdout.String(), "Listening on TCP") {
 		t.Errorf("-p -1 still listens on TCP:\n%s", stdout)
@@ -122,7 +122,7 @@ func TestLMTPSocket(t *testing.T) {
 	}
 
 	// A second server on the same socket is refused: one listens there.
-	_, stderr2, stop2 := runSmtpd(t, "-lmtp-socket", sock, "-p", "-1", "-M", "-1", "-d", filepath.Join(dir, "data2"))
+	_, stderr2, stop2 := backgroundSmtpd(t, "-lmtp-socket", sock, "-p", "-1", "-M", "-1", "-d", filepath.Join(dir, "data2"))
 	if code := stop2(); code != exitFailure || !strings.Contains(stderr2.String(), "a server listens there already") {
 		t.Errorf("second server on the socket: exit %d, stderr %q; want 1 and a server listens there", code, stderr2)
 	}

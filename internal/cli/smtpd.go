@@ -136,6 +136,16 @@ func (f *smtpdFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.lmtpSocket, "lmtp-socket", "", "serve LMTP on a Unix socket at `path` too (mode 0660); implies -lmtp")
 }
 
+// resolvePaths makes the file names of the flags that are relative
+// relative to dir instead of the working directory.
+func (f *smtpdFlags) resolvePaths(dir string) {
+	for _, name := range []*string{&f.dataDir, &f.maildir, &f.users, &f.tlsCert, &f.tlsKey, &f.faults, &f.cpuProfile, &f.memProfile} {
+		if *name != "" && !filepath.IsAbs(*name) {
+			*name = filepath.Join(dir, *name)
+		}
+	}
+}
+
 // check refuses values that Config would take as "default" or that make no
 // sense, so that a typo is an error instead of a surprise.
 func (f *smtpdFlags) check() error {
@@ -324,6 +334,18 @@ func (f *smtpdFlags) config(stdout, stderr io.Writer) (smtpd.Config, error) {
 // down gracefully. It returns the exit status. stdin is only read by
 // -hash-password.
 func Smtpd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return runSmtpd(ctx, args, stdin, stdout, stderr, hosting{})
+}
+
+// hosting is what differs when smtpd runs inside another program (see
+// SmtpdEmbedded) instead of as a process of its own.
+type hosting struct {
+	dir  string           // relative file names in the flags are taken from here
+	hup  <-chan os.Signal // reloads the fault plan; nil: the process's SIGHUP
+	kill <-chan struct{}  // closed: close every session at once
+}
+
+func runSmtpd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, host hosting) int {
 	fs := flag.NewFlagSet("smtpd", flag.ContinueOnError)
 	var f smtpdFlags
 	f.register(fs)
@@ -332,6 +354,9 @@ func Smtpd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	}
 	if f.hashPassword {
 		return hashPassword(stdin, stdout, stderr)
+	}
+	if host.dir != "" {
+		f.resolvePaths(host.dir)
 	}
 	if err := f.check(); err != nil {
 		return usageError(stderr, "smtpd", err)
@@ -361,7 +386,7 @@ func Smtpd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if f.faults != "" {
-		go reloadFaultsOnHUP(ctx, srv, f.faults, stderr)
+		go reloadFaultsOnHUP(ctx, srv, f.faults, host.hup, stderr)
 	}
 	served, err := listenAndServe(srv, &f, stdout)
 	if err != nil {
@@ -369,7 +394,7 @@ func Smtpd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		fmt.Fprintf(stderr, "smtpd: %v\n", err)
 		return exitFailure
 	}
-	return serveUntilDone(ctx, srv, served, f.shutdownTimeout, stderr)
+	return serveUntilDone(ctx, srv, served, f.shutdownTimeout, host.kill, stderr)
 }
 
 // configToFlags names the flags behind the Config fields in NewServer's
@@ -506,8 +531,9 @@ func listenUnix(path string) (net.Listener, error) {
 }
 
 // serveUntilDone waits until ctx is done or serving fails, then shuts the
-// server down, waiting at most grace for sessions to finish.
-func serveUntilDone(ctx context.Context, srv *smtpd.Server, served <-chan error, grace time.Duration, stderr io.Writer) int {
+// server down, waiting at most grace for sessions to finish, or until kill
+// is closed.
+func serveUntilDone(ctx context.Context, srv *smtpd.Server, served <-chan error, grace time.Duration, kill <-chan struct{}, stderr io.Writer) int {
 	select {
 	case err := <-served:
 		srv.Close()
@@ -518,11 +544,30 @@ func serveUntilDone(ctx context.Context, srv *smtpd.Server, served <-chan error,
 	fmt.Fprintln(stderr, "smtpd: shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
+	killed := make(chan struct{})
+	go func() {
+		select {
+		case <-kill:
+			close(killed)
+			cancel()
+		case <-shutdownCtx.Done():
+		}
+	}()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !isClosed(killed) {
 		fmt.Fprintf(stderr, "smtpd: sessions still open after %v; closing them\n", grace)
 	}
 	srv.Close()
 	return exitOK
+}
+
+// isClosed reports whether c is closed.
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // parseCommandLine parses args. Positional arguments are refused unless
@@ -603,12 +648,16 @@ func readFaultPlan(name string) (*smtpd.FaultPlan, error) {
 }
 
 // reloadFaultsOnHUP replaces the server's fault plan with the file's content
-// at each SIGHUP, until ctx ends. A file that does not parse leaves the plan
-// in force and is reported.
-func reloadFaultsOnHUP(ctx context.Context, srv *smtpd.Server, name string, stderr io.Writer) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+// at each signal on hup (nil: at each SIGHUP of the process), until ctx
+// ends. A file that does not parse leaves the plan in force and is
+// reported.
+func reloadFaultsOnHUP(ctx context.Context, srv *smtpd.Server, name string, hup <-chan os.Signal, stderr io.Writer) {
+	if hup == nil {
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGHUP)
+		defer signal.Stop(c)
+		hup = c
+	}
 	for {
 		select {
 		case <-ctx.Done():
