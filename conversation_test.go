@@ -94,7 +94,7 @@ func TestOriginalExamples(t *testing.T) {
 			}
 		})
 	}
-	if trace := ts.trace.bytes(); bytes.Contains(trace, []byte("before the greeting")) {
+	if trace := ts.trace.bytes(); bytes.Contains(trace, []byte("S: 554")) {
 		t.Errorf("a client was refused for talking first:\n%s", trace)
 	}
 }
