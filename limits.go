@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"time"
@@ -37,6 +38,9 @@ func (s *session) admit() (reply, bool) {
 	}
 	early, err := s.earlyTalker()
 	switch {
+	case err == errShutdownBeforeGreeting:
+		s.event("refused: the server is shutting down")
+		return replyShuttingDown(s.srv.set.hostname), false
 	case err != nil:
 		s.event("disconnected before the greeting: %v", traceReason(err))
 		return replyHangUp, false
@@ -54,20 +58,34 @@ func (s *session) admit() (reply, bool) {
 // blasts its commands without listening is not. Without GreetDelay nobody
 // is refused for this: a client that talks first (cat mail.txt | nc) is
 // served, its lines taken as one pipelined batch.
+//
+// The wait counts as idle, so that Shutdown ends it at once (see
+// readCommand for the two flags), and then the client is told so.
 func (s *session) earlyTalker() (bool, error) {
 	if s.br.Buffered() > 0 {
 		return true, nil // e.g. commands right behind a PROXY header
 	}
 	s.conn.SetReadDeadline(s.capDeadline(time.Now().Add(s.srv.set.greetDelay)))
+	s.idle.Store(true)
+	defer s.idle.Store(false)
+	if s.srv.shuttingDown() {
+		return false, errShutdownBeforeGreeting
+	}
 	_, err := s.br.Peek(1)
 	switch {
 	case err == nil:
 		return true, nil
+	case isTimeout(err) && s.srv.shuttingDown():
+		return false, errShutdownBeforeGreeting
 	case isTimeout(err):
 		return false, nil // silent, as it should be
 	}
 	return false, err
 }
+
+// errShutdownBeforeGreeting is earlyTalker's way of saying that Shutdown
+// began while it waited.
+var errShutdownBeforeGreeting = errors.New("shutting down before the greeting")
 
 // capDeadline returns t, or the end of the session if that comes first:
 // every read and handshake of a session is bounded by SessionTimeout, so a

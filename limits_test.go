@@ -2,9 +2,11 @@ package smtpd_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -169,6 +171,27 @@ func TestEarlyTalker(t *testing.T) {
 	if !strings.Contains(string(ts.trace.bytes()), "refused: the client spoke before the greeting") {
 		t.Errorf("trace lacks the early talker:\n%s", ts.trace.bytes())
 	}
+}
+
+// TestShutdownDuringGreetDelay: a client waiting out GreetDelay when the
+// server shuts down gets 421 at once, and Shutdown does not wait for the
+// delay to end.
+func TestShutdownDuringGreetDelay(t *testing.T) {
+	ts := startSec(t, smtpd.Config{GreetDelay: time.Hour})
+	c, err := client.Dial(ts.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if !ts.trace.WaitMatch(regexp.MustCompile(`connected from`), 10*time.Second) {
+		t.Fatal("the session did not start")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := ts.SMTP.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	secExpect(t, c, "421 4.3.2")
 }
 
 // TestMisbehavingClients: while clients flood one address, trickle
