@@ -45,7 +45,7 @@ func parseBenchLine(line string) {
 	case "MAIL":
 		sinkAddr, _, sinkParams, sinkErr = parseMail(arg, true, false)
 	case "RCPT":
-		sinkAddr, sinkErr = parseRcpt(arg, false)
+		sinkAddr, _, sinkErr = parseRcpt(arg, true, false)
 	}
 	sinkVerb = verb
 }

@@ -9,8 +9,15 @@
 //	8BITMIME             RFC 6152
 //	ENHANCEDSTATUSCODES  RFC 2034, RFC 3463
 //	SMTPUTF8             RFC 6531
+//	DSN                  RFC 3461 (parameters recorded in Message.DSN; no notification is ever sent)
+//	CHUNKING, BINARYMIME RFC 3030 (BDAT)
 //	STARTTLS             RFC 3207 (Config.TLSConfig), and implicit TLS, RFC 8314 (Server.ServeTLS)
 //	AUTH PLAIN LOGIN     RFC 4954, RFC 4616 (Config.Authenticate, Users)
+//
+// With Config.LMTP it speaks LMTP (RFC 2033) instead, for a mail system
+// that hands it local deliveries (Postfix's lmtp:inet: and lmtp:unix:
+// transports; serve a Unix socket with Serve): LHLO, and one reply per
+// recipient after the data.
 //
 // Connections may also come through a proxy that speaks the HAProxy PROXY
 // protocol, version 1 or 2 (Config.ProxyFrom). Every limit on what a client
@@ -20,7 +27,8 @@
 // A Server never relays: every recipient is a local mailbox, and a message
 // is answered "250" only once it is durably on disk (written to tmp/,
 // fsynced, renamed into new/, new/ fsynced). Message data ends only at
-// <CRLF>.<CRLF>, so SMTP smuggling cannot slip a second message through.
+// <CRLF>.<CRLF>, and BDAT chunks are read by count, so SMTP smuggling
+// cannot slip a second message through.
 //
 // # Embedding
 //

@@ -24,16 +24,22 @@ type Message struct {
 	To []string
 	// Helo is the argument of the client's HELO or EHLO.
 	Helo string
-	// ESMTP reports whether the client greeted with EHLO.
+	// ESMTP reports whether the client greeted with EHLO (or LHLO).
 	ESMTP bool
+	// LMTP reports whether the message came over LMTP (Config.LMTP).
+	LMTP bool
 	// RemoteAddr is the client's address: behind a trusted proxy
 	// (Config.ProxyFrom), the one its PROXY header gave.
 	RemoteAddr net.Addr
-	// BodyType is the BODY parameter of MAIL FROM: "7BIT", "8BITMIME" or
-	// "" (RFC 6152).
+	// BodyType is the BODY parameter of MAIL FROM: "7BIT", "8BITMIME"
+	// (RFC 6152), "BINARYMIME" (RFC 3030, sent with BDAT) or "".
 	BodyType string
 	// SMTPUTF8 reports whether MAIL FROM carried the SMTPUTF8 parameter.
 	SMTPUTF8 bool
+	// DSN holds the delivery status notification parameters the client
+	// gave (RFC 3461). They are recorded only: the server sends no
+	// notifications.
+	DSN DSN
 	// TLS describes the TLS connection the message came over (STARTTLS
 	// or implicit TLS); nil when it came in plain text.
 	TLS *tls.ConnectionState
@@ -113,12 +119,17 @@ const (
 func (k LineKind) String() string { return string(rune(k)) }
 
 // receivedProtocol is the "with" clause of the Received header: RFC 5321
-// §4.4, with the S (TLS) and A (AUTH) suffixes of RFC 3848 and, for
-// SMTPUTF8, the UTF8SMTP forms of RFC 6531 §3.7.3. The suffixes exist only
-// for the ESMTP forms: a HELO client over implicit TLS is just "SMTP".
+// §4.4, with the LMTP forms and the S (TLS) and A (AUTH) suffixes of RFC
+// 3848 and, for SMTPUTF8, the UTF8SMTP and UTF8LMTP forms of RFC 6531
+// §3.7.3. The suffixes exist only for the extended forms: a HELO client
+// over implicit TLS is just "SMTP".
 func (m *Message) receivedProtocol() string {
 	var p string
 	switch {
+	case m.LMTP && m.SMTPUTF8:
+		p = "UTF8LMTP"
+	case m.LMTP:
+		p = "LMTP"
 	case m.SMTPUTF8:
 		p = "UTF8SMTP"
 	case m.ESMTP:

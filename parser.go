@@ -88,21 +88,58 @@ func (a address) key() address {
 
 // ascii reports whether the address is pure ASCII; an address that is not
 // needs SMTPUTF8 (RFC 6531 §3.2).
-func (a address) ascii() bool {
-	for i := 0; i < len(a.raw); i++ {
-		if a.raw[i] >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
-}
+func (a address) ascii() bool { return isASCII(a.raw) }
 
 // mailParams are the parameters of MAIL FROM that the server supports.
 type mailParams struct {
 	size     int64  // SIZE=, RFC 1870; 0 when not given
-	body     string // BODY=, RFC 6152: "7BIT", "8BITMIME" or "" when not given
+	body     string // BODY=, RFC 6152: "7BIT", "8BITMIME", RFC 3030's "BINARYMIME", or "" when not given
 	smtputf8 bool   // SMTPUTF8, RFC 6531
+	ret      string // RET=, RFC 3461 §4.3: "FULL", "HDRS" or "" when not given
+	envID    string // ENVID=, RFC 3461 §4.4, xtext decoded; "" when not given
 }
+
+// rcptParams are the parameters of RCPT TO that the server supports: those
+// of DSN (RFC 3461 §4.1, §4.2).
+type rcptParams struct {
+	notify    notifySet
+	orcptType string // the addr-type of ORCPT=, lower-cased ("rfc822"); "" when not given
+	orcpt     string // the original recipient of ORCPT=, xtext decoded
+}
+
+// notifySet is the value of NOTIFY= (RFC 3461 §4.1): NEVER, or any of
+// SUCCESS, FAILURE and DELAY; 0 when not given.
+type notifySet uint8
+
+const (
+	notifyNever notifySet = 1 << iota
+	notifySuccess
+	notifyFailure
+	notifyDelay
+)
+
+// notifyNames are the keywords of NOTIFY=, in the order Message reports them.
+var notifyNames = [...]struct {
+	bit  notifySet
+	name string
+}{{notifyNever, "NEVER"}, {notifySuccess, "SUCCESS"}, {notifyFailure, "FAILURE"}, {notifyDelay, "DELAY"}}
+
+// names returns the keywords in n; nil for the empty set.
+func (n notifySet) names() []string {
+	var names []string
+	for _, k := range notifyNames {
+		if n&k.bit != 0 {
+			names = append(names, k.name)
+		}
+	}
+	return names
+}
+
+// Lengths RFC 3461 sets for parameter values, in their xtext form.
+const (
+	maxEnvIDLen = 100 // RFC 3461 §4.4
+	maxOrcptLen = 500 // RFC 3461 §4.2
+)
 
 // parseMail parses the argument of MAIL: "FROM:" reverse-path [SP params].
 // A space after the colon is accepted, as real servers do. Parameters are
@@ -130,76 +167,212 @@ func parseMail(arg string, esmtp, lenient bool) (from address, null bool, params
 }
 
 // parseRcpt parses the argument of RCPT: "TO:" forward-path [SP params].
-// No RCPT parameter is supported (the server offers no DSN) unless lenient,
-// which ignores them, and the special recipient <postmaster> without a
-// domain is accepted (RFC 5321 §4.1.1.3).
-func parseRcpt(arg string, lenient bool) (to address, err error) {
+// The special recipient <postmaster> without a domain is accepted
+// (RFC 5321 §4.1.1.3). As with MAIL, parameters need EHLO, and lenient
+// ignores those the server does not know.
+func parseRcpt(arg string, esmtp, lenient bool) (to address, params rcptParams, err error) {
 	rest, ok := cutPrefixFold(arg, "TO:")
 	if !ok {
-		return address{}, errSyntax
+		return address{}, params, errSyntax
 	}
 	p := &parser{s: strings.TrimLeft(rest, " ")}
 	if strings.HasPrefix(p.s, "<>") {
-		return address{}, errNullPath
+		return address{}, params, errNullPath
 	}
 	if len(p.s) >= 12 && strings.EqualFold(p.s[:12], "<postmaster>") {
 		p.i = 12
 		to = address{local: "postmaster", raw: p.s[1:11]}
 	} else if to, err = p.path(); err != nil {
-		return address{}, err
+		return address{}, params, err
 	}
 	var inline [maxInlineParams]string
 	words, err := p.parameters(inline[:0])
 	if err != nil {
-		return address{}, err
+		return address{}, params, err
 	}
-	if len(words) > 0 && !lenient {
-		return address{}, errUnknownParam
+	if len(words) == 0 {
+		return to, params, nil
 	}
-	return to, nil
+	params, err = parseRcptParams(words, esmtp, lenient)
+	if err != nil {
+		return address{}, rcptParams{}, err
+	}
+	return to, params, nil
 }
 
 // parseMailParams interprets the esmtp-params of MAIL FROM.
 func parseMailParams(words []string, esmtp, lenient bool) (mailParams, error) {
 	var mp mailParams
-	seen := make(map[string]bool, len(words))
-	for _, w := range words {
-		key, value, hasValue := strings.Cut(w, "=")
-		key = strings.ToUpper(key)
-		if !isKeyword(key) || !esmtp && !lenient {
-			return mp, errUnknownParam
-		}
-		if seen[key] {
-			return mp, errBadParam
-		}
-		seen[key] = true
+	err := eachParam(words, esmtp, lenient, func(key, value string, hasValue bool) error {
 		switch key {
 		case "SIZE": // RFC 1870 §6: size-value = 1*20DIGIT
 			if !hasValue || value == "" || len(value) > 20 || strings.TrimLeft(value, "0123456789") != "" {
-				return mp, errBadParam
+				return errBadParam
 			}
 			n, err := strconv.ParseInt(value, 10, 64)
 			if err != nil {
 				n = math.MaxInt64 // legal, and over any limit
 			}
 			mp.size = n
-		case "BODY": // RFC 6152
+		case "BODY": // RFC 6152; BINARYMIME from RFC 3030 §3
 			mp.body = strings.ToUpper(value)
-			if mp.body != "7BIT" && mp.body != "8BITMIME" {
-				return mp, errBadParam
+			if mp.body != "7BIT" && mp.body != "8BITMIME" && mp.body != "BINARYMIME" {
+				return errBadParam
 			}
 		case "SMTPUTF8": // RFC 6531 §3.4: no value
 			if hasValue {
-				return mp, errBadParam
+				return errBadParam
 			}
 			mp.smtputf8 = true
+		case "RET": // RFC 3461 §4.3
+			mp.ret = strings.ToUpper(value)
+			if mp.ret != "FULL" && mp.ret != "HDRS" {
+				return errBadParam
+			}
+		case "ENVID": // RFC 3461 §4.4: printable US-ASCII, as xtext
+			id, err := decodeXtext(value)
+			if err != nil || id == "" || len(value) > maxEnvIDLen || !isASCII(id) {
+				return errBadParam
+			}
+			mp.envID = id
 		default:
 			if !lenient {
-				return mp, errUnknownParam
+				return errUnknownParam
 			}
 		}
+		return nil
+	})
+	return mp, err
+}
+
+// parseRcptParams interprets the esmtp-params of RCPT TO.
+func parseRcptParams(words []string, esmtp, lenient bool) (rcptParams, error) {
+	var rp rcptParams
+	err := eachParam(words, esmtp, lenient, func(key, value string, _ bool) error {
+		var err error
+		switch key {
+		case "NOTIFY":
+			rp.notify, err = parseNotify(value)
+		case "ORCPT":
+			rp.orcptType, rp.orcpt, err = parseOrcpt(value)
+		default:
+			if !lenient {
+				err = errUnknownParam
+			}
+		}
+		return err
+	})
+	return rp, err
+}
+
+// eachParam calls f with each esmtp-param of words (RFC 5321 §4.1.2): its
+// keyword upper-cased, its value, and whether it has one. A keyword that
+// is not one, or any parameter without EHLO (unless lenient), is an
+// unknown parameter; the same keyword twice, a bad value.
+func eachParam(words []string, esmtp, lenient bool, f func(key, value string, hasValue bool) error) error {
+	seen := make(map[string]bool, len(words))
+	for _, w := range words {
+		key, value, hasValue := strings.Cut(w, "=")
+		key = strings.ToUpper(key)
+		if !isKeyword(key) || !esmtp && !lenient {
+			return errUnknownParam
+		}
+		if seen[key] {
+			return errBadParam
+		}
+		seen[key] = true
+		if err := f(key, value, hasValue); err != nil {
+			return err
+		}
 	}
-	return mp, nil
+	return nil
+}
+
+// parseNotify parses the value of NOTIFY= (RFC 3461 §4.1):
+// "NEVER" / 1#( "SUCCESS" / "FAILURE" / "DELAY" ), in any case.
+func parseNotify(value string) (notifySet, error) {
+	var set notifySet
+	for word := range strings.SplitSeq(value, ",") {
+		var bit notifySet
+		for _, k := range notifyNames {
+			if strings.EqualFold(word, k.name) {
+				bit = k.bit
+			}
+		}
+		if bit == 0 || set&bit != 0 {
+			return 0, errBadParam // unknown, empty or repeated
+		}
+		set |= bit
+	}
+	if set&notifyNever != 0 && set != notifyNever {
+		return 0, errBadParam // NEVER goes alone
+	}
+	return set, nil
+}
+
+// parseOrcpt parses the value of ORCPT= (RFC 3461 §4.2):
+// addr-type ";" xtext, where addr-type is an atom ("rfc822", "utf-8"),
+// returned lower-cased since it is not case-sensitive. The address must
+// decode to printable text; for rfc822, to ASCII.
+func parseOrcpt(value string) (addrType, addr string, err error) {
+	addrType, encoded, ok := strings.Cut(value, ";")
+	p := &parser{s: addrType}
+	if !ok || len(value) > maxOrcptLen || !p.atom() || p.i != len(addrType) {
+		return "", "", errBadParam
+	}
+	addr, err = decodeXtext(encoded)
+	if err != nil || addr == "" || !printable(addr) ||
+		strings.EqualFold(addrType, "rfc822") && !isASCII(addr) {
+		return "", "", errBadParam
+	}
+	return strings.ToLower(addrType), addr, nil
+}
+
+// decodeXtext decodes xtext (RFC 3461 §4): each octet is itself when it is
+// printable US-ASCII other than "+" and "=", or "+" and two hexadecimal
+// digits (upper case in the RFC; lower case is taken too).
+func decodeXtext(s string) (string, error) {
+	plus := 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '+':
+			if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+				return "", errBadParam
+			}
+			plus++
+			i += 2
+		case c < 33 || c > 126 || c == '=':
+			return "", errBadParam
+		}
+	}
+	if plus == 0 {
+		return s, nil
+	}
+	b := make([]byte, 0, len(s)-2*plus)
+	for i := 0; i < len(s); i++ {
+		if s[i] == '+' {
+			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
+			i += 2
+			continue
+		}
+		b = append(b, s[i])
+	}
+	return string(b), nil
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'A' <= c && c <= 'F' || 'a' <= c && c <= 'f'
+}
+
+// unhex returns the value of the hexadecimal digit c.
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	}
+	return c - 'a' + 10
 }
 
 // isKeyword reports whether s is an esmtp-keyword:
@@ -483,4 +656,25 @@ func isDcontent(s string) bool {
 		}
 	}
 	return true
+}
+
+// parseBDAT parses the argument of BDAT (RFC 3030 §2):
+// chunk-size [SP "LAST"], where chunk-size = 1*DIGIT. A size that does not
+// fit in an int64 is refused: no client sends such a chunk.
+func parseBDAT(arg string) (size int64, last bool, err error) {
+	digits, rest, _ := strings.Cut(arg, " ")
+	if rest = strings.TrimLeft(rest, " "); rest != "" {
+		if !strings.EqualFold(rest, "LAST") {
+			return 0, false, errSyntax
+		}
+		last = true
+	}
+	if digits == "" || strings.TrimLeft(digits, "0123456789") != "" {
+		return 0, false, errSyntax
+	}
+	size, err = strconv.ParseInt(digits, 10, 64)
+	if err != nil {
+		return 0, false, errSyntax
+	}
+	return size, last, nil
 }

@@ -216,13 +216,35 @@ func TestParseMail(t *testing.T) {
 		{name: "SIZE twenty one digits", arg: "FROM:<a@b> SIZE=000000000000000000001", esmtp: true, wantErr: errBadParam},
 		{name: "SIZE twice", arg: "FROM:<a@b> SIZE=1 SIZE=2", esmtp: true, wantErr: errBadParam},
 		{name: "SIZE twice any case", arg: "FROM:<a@b> SIZE=1 size=1", esmtp: true, wantErr: errBadParam},
-		{name: "BODY unknown", arg: "FROM:<a@b> BODY=BINARYMIME", esmtp: true, wantErr: errBadParam},
+		{name: "BODY unknown", arg: "FROM:<a@b> BODY=9BIT", esmtp: true, wantErr: errBadParam},
+		{name: "BODY BINARYMIME", arg: "FROM:<a@b> BODY=binarymime", esmtp: true, want: address{local: "a", domain: "b", raw: "a@b"}, wantParams: mailParams{body: "BINARYMIME"}},
 		{name: "BODY without value", arg: "FROM:<a@b> BODY", esmtp: true, wantErr: errBadParam},
 		{name: "BODY twice", arg: "FROM:<a@b> BODY=7BIT BODY=8BITMIME", esmtp: true, wantErr: errBadParam},
 		{name: "SMTPUTF8 with value", arg: "FROM:<a@b> SMTPUTF8=yes", esmtp: true, wantErr: errBadParam},
 		{name: "SMTPUTF8 with empty value", arg: "FROM:<a@b> SMTPUTF8=", esmtp: true, wantErr: errBadParam},
 		{name: "SMTPUTF8 twice", arg: "FROM:<a@b> SMTPUTF8 SMTPUTF8", esmtp: true, wantErr: errBadParam},
-		{name: "unknown param", arg: "FROM:<a@b> RET=FULL", esmtp: true, wantErr: errUnknownParam},
+		{name: "unknown param", arg: "FROM:<a@b> AUTH=<>", esmtp: true, wantErr: errUnknownParam},
+
+		// DSN (RFC 3461 §4.3, §4.4).
+		{name: "RET FULL", arg: "FROM:<a@b> RET=FULL", esmtp: true, want: address{local: "a", domain: "b", raw: "a@b"}, wantParams: mailParams{ret: "FULL"}},
+		{name: "RET hdrs any case", arg: "FROM:<a@b> ret=Hdrs", esmtp: true, want: address{local: "a", domain: "b", raw: "a@b"}, wantParams: mailParams{ret: "HDRS"}},
+		{name: "ENVID plain", arg: "FROM:<a@b> ENVID=QQ314159", esmtp: true, want: address{local: "a", domain: "b", raw: "a@b"}, wantParams: mailParams{envID: "QQ314159"}},
+		{name: "ENVID xtext", arg: "FROM:<> ENVID=a+2Bb+3Dc+20d RET=HDRS", esmtp: true, wantNull: true, wantParams: mailParams{envID: "a+b=c d", ret: "HDRS"}},
+		{name: "ENVID 100 octets", arg: "FROM:<a@b> ENVID=" + strings.Repeat("x", 100), esmtp: true, want: address{local: "a", domain: "b", raw: "a@b"}, wantParams: mailParams{envID: strings.Repeat("x", 100)}},
+		{name: "ENVID 101 octets", arg: "FROM:<a@b> ENVID=" + strings.Repeat("x", 101), esmtp: true, wantErr: errBadParam},
+		{name: "RET unknown", arg: "FROM:<a@b> RET=ALL", esmtp: true, wantErr: errBadParam},
+		{name: "RET without value", arg: "FROM:<a@b> RET", esmtp: true, wantErr: errBadParam},
+		{name: "RET twice", arg: "FROM:<a@b> RET=FULL RET=HDRS", esmtp: true, wantErr: errBadParam},
+		{name: "ENVID empty", arg: "FROM:<a@b> ENVID=", esmtp: true, wantErr: errBadParam},
+		{name: "ENVID without value", arg: "FROM:<a@b> ENVID", esmtp: true, wantErr: errBadParam},
+		{name: "ENVID bare plus", arg: "FROM:<a@b> ENVID=a+b", esmtp: true, wantErr: errBadParam},
+		{name: "ENVID plus at end", arg: "FROM:<a@b> ENVID=ab+2", esmtp: true, wantErr: errBadParam},
+		{name: "ENVID not hex", arg: "FROM:<a@b> ENVID=a+ZZ", esmtp: true, wantErr: errBadParam},
+		{name: "ENVID raw equals", arg: "FROM:<a@b> ENVID=a=b", esmtp: true, wantErr: errBadParam},
+		{name: "ENVID non-ASCII", arg: "FROM:<a@b> ENVID=caf\u00e9", esmtp: true, wantErr: errBadParam},
+		{name: "ENVID decodes to non-ASCII", arg: "FROM:<a@b> ENVID=caf+C3+A9", esmtp: true, wantErr: errBadParam},
+		{name: "ENVID twice", arg: "FROM:<a@b> ENVID=1 ENVID=1", esmtp: true, wantErr: errBadParam},
+		{name: "RET after HELO", arg: "FROM:<a@b> RET=FULL", wantErr: errUnknownParam},
 		{name: "unknown param after known", arg: "FROM:<a@b> SIZE=1 AUTH=<>", esmtp: true, wantErr: errUnknownParam},
 		{name: "param with bad keyword", arg: "FROM:<a@b> -X=1", esmtp: true, wantErr: errUnknownParam},
 		{name: "param with empty keyword", arg: "FROM:<a@b> =1", esmtp: true, wantErr: errUnknownParam},
@@ -254,10 +276,12 @@ func TestParseMail(t *testing.T) {
 
 func TestParseRcpt(t *testing.T) {
 	tests := []struct {
-		name    string
-		arg     string
-		want    address
-		wantErr error
+		name       string
+		arg        string
+		helo       bool // the session began with HELO, not EHLO
+		want       address
+		wantParams rcptParams
+		wantErr    error
 	}{
 		{name: "simple", arg: "TO:<alice@example.org>", want: address{local: "alice", domain: "example.org", raw: "alice@example.org"}},
 		{name: "lower case keyword", arg: "to:<alice@example.org>", want: address{local: "alice", domain: "example.org", raw: "alice@example.org"}},
@@ -273,14 +297,14 @@ func TestParseRcpt(t *testing.T) {
 		{name: "postmaster mixed case", arg: "TO: <PostMaster>", want: address{local: "postmaster", raw: "PostMaster"}},
 		{name: "postmaster with domain", arg: "TO:<Postmaster@example.org>", want: address{local: "Postmaster", domain: "example.org", raw: "Postmaster@example.org"}},
 		{name: "postmaster with junk", arg: "TO:<postmaster>x", wantErr: errSyntax},
-		{name: "postmaster with param", arg: "TO:<postmaster> NOTIFY=NEVER", wantErr: errUnknownParam},
+		{name: "postmaster with param", arg: "TO:<postmaster> NOTIFY=NEVER", want: address{local: "postmaster", raw: "postmaster"}, wantParams: rcptParams{notify: notifyNever}},
 		{name: "other local part without domain", arg: "TO:<alice>", wantErr: errSyntax},
 		{name: "postmaster prefix without domain", arg: "TO:<postmasters>", wantErr: errSyntax},
 
 		// Errors.
 		{name: "null path", arg: "TO:<>", wantErr: errNullPath},
 		{name: "null path after space", arg: "TO: <>", wantErr: errNullPath},
-		{name: "param", arg: "TO:<alice@example.org> NOTIFY=SUCCESS", wantErr: errUnknownParam},
+		{name: "param after HELO", arg: "TO:<alice@example.org> NOTIFY=SUCCESS", helo: true, wantErr: errUnknownParam},
 		{name: "SIZE is not a RCPT param", arg: "TO:<alice@example.org> SIZE=1", wantErr: errUnknownParam},
 		{name: "trailing space is no param", arg: "TO:<alice@example.org> ", want: address{local: "alice", domain: "example.org", raw: "alice@example.org"}},
 		{name: "FROM keyword", arg: "FROM:<alice@example.org>", wantErr: errSyntax},
@@ -292,17 +316,101 @@ func TestParseRcpt(t *testing.T) {
 		{name: "leading hyphen", arg: "TO:<a@-b.c>", wantErr: errSyntax},
 		{name: "invalid UTF-8", arg: "TO:<\xc3@b>", wantErr: errSyntax},
 		{name: "empty", arg: "", wantErr: errSyntax},
+
+		// DSN (RFC 3461 §4.1, §4.2).
+		{name: "NOTIFY NEVER", arg: "TO:<a@b> NOTIFY=NEVER", want: address{local: "a", domain: "b", raw: "a@b"}, wantParams: rcptParams{notify: notifyNever}},
+		{name: "NOTIFY list any case", arg: "TO:<a@b> notify=delay,Success", want: address{local: "a", domain: "b", raw: "a@b"}, wantParams: rcptParams{notify: notifyDelay | notifySuccess}},
+		{name: "NOTIFY all three", arg: "TO:<a@b> NOTIFY=SUCCESS,FAILURE,DELAY", want: address{local: "a", domain: "b", raw: "a@b"}, wantParams: rcptParams{notify: notifySuccess | notifyFailure | notifyDelay}},
+		{name: "ORCPT type in upper case", arg: "TO:<a@b> ORCPT=RFC822;x@y", want: address{local: "a", domain: "b", raw: "a@b"}, wantParams: rcptParams{orcptType: "rfc822", orcpt: "x@y"}},
+		{name: "ORCPT", arg: "TO:<a@b> ORCPT=rfc822;Alice@Example.org", want: address{local: "a", domain: "b", raw: "a@b"}, wantParams: rcptParams{orcptType: "rfc822", orcpt: "Alice@Example.org"}},
+		{name: "ORCPT xtext", arg: "TO:<a@b> ORCPT=rfc822;a+2Bb+3Dc@x NOTIFY=FAILURE", want: address{local: "a", domain: "b", raw: "a@b"}, wantParams: rcptParams{notify: notifyFailure, orcptType: "rfc822", orcpt: "a+b=c@x"}},
+		{name: "ORCPT utf-8 type", arg: "TO:<a@b> ORCPT=utf-8;j+C3+B8rn@x", want: address{local: "a", domain: "b", raw: "a@b"}, wantParams: rcptParams{orcptType: "utf-8", orcpt: "jørn@x"}},
+		{name: "NOTIFY NEVER with another", arg: "TO:<a@b> NOTIFY=NEVER,SUCCESS", wantErr: errBadParam},
+		{name: "NOTIFY repeated keyword", arg: "TO:<a@b> NOTIFY=SUCCESS,SUCCESS", wantErr: errBadParam},
+		{name: "NOTIFY unknown", arg: "TO:<a@b> NOTIFY=ALWAYS", wantErr: errBadParam},
+		{name: "NOTIFY empty", arg: "TO:<a@b> NOTIFY=", wantErr: errBadParam},
+		{name: "NOTIFY empty item", arg: "TO:<a@b> NOTIFY=SUCCESS,", wantErr: errBadParam},
+		{name: "NOTIFY twice", arg: "TO:<a@b> NOTIFY=SUCCESS NOTIFY=DELAY", wantErr: errBadParam},
+		{name: "ORCPT without type", arg: "TO:<a@b> ORCPT=a@b", wantErr: errBadParam},
+		{name: "ORCPT empty type", arg: "TO:<a@b> ORCPT=;a@b", wantErr: errBadParam},
+		{name: "ORCPT empty address", arg: "TO:<a@b> ORCPT=rfc822;", wantErr: errBadParam},
+		{name: "ORCPT bad type", arg: "TO:<a@b> ORCPT=rfc(822);a@b", wantErr: errBadParam},
+		{name: "ORCPT malformed xtext", arg: "TO:<a@b> ORCPT=rfc822;a+4@b", wantErr: errBadParam},
+		{name: "ORCPT decodes to a control", arg: "TO:<a@b> ORCPT=rfc822;a+0Ab@c", wantErr: errBadParam},
+		{name: "ORCPT rfc822 not ASCII", arg: "TO:<a@b> ORCPT=rfc822;j+C3+B8rn@x", wantErr: errBadParam},
+		{name: "ORCPT over 500 octets", arg: "TO:<a@b> ORCPT=rfc822;" + strings.Repeat("x", 494), wantErr: errBadParam},
+		{name: "ORCPT twice", arg: "TO:<a@b> ORCPT=rfc822;a@b ORCPT=rfc822;a@b", wantErr: errBadParam},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			to, err := parseRcpt(tc.arg, false)
+			to, params, err := parseRcpt(tc.arg, !tc.helo, false)
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("parseRcpt(%q) error = %v, want %v", tc.arg, err, tc.wantErr)
 			}
-			if to != tc.want {
-				t.Errorf("parseRcpt(%q) = %+v, want %+v", tc.arg, to, tc.want)
+			if to != tc.want || params != tc.wantParams {
+				t.Errorf("parseRcpt(%q) = %+v, %+v; want %+v, %+v", tc.arg, to, params, tc.want, tc.wantParams)
 			}
 		})
+	}
+}
+
+func TestParseBDAT(t *testing.T) {
+	tests := []struct {
+		arg      string
+		wantSize int64
+		wantLast bool
+		wantErr  bool
+	}{
+		{arg: "0", wantSize: 0},
+		{arg: "1", wantSize: 1},
+		{arg: "1048576", wantSize: 1 << 20},
+		{arg: "10 LAST", wantSize: 10, wantLast: true},
+		{arg: "0 last", wantSize: 0, wantLast: true},
+		{arg: "007  LAST", wantSize: 7, wantLast: true},
+		{arg: "9223372036854775807", wantSize: 1<<63 - 1},
+		{arg: "9223372036854775808", wantErr: true}, // over int64
+		{arg: "", wantErr: true},
+		{arg: "LAST", wantErr: true},
+		{arg: "-1", wantErr: true},
+		{arg: "+1", wantErr: true},
+		{arg: "1e3", wantErr: true},
+		{arg: "10 FIRST", wantErr: true},
+		{arg: "10 LAST x", wantErr: true},
+		{arg: "0x10", wantErr: true},
+	}
+	for _, tc := range tests {
+		size, last, err := parseBDAT(tc.arg)
+		if (err != nil) != tc.wantErr || err == nil && (size != tc.wantSize || last != tc.wantLast) {
+			t.Errorf("parseBDAT(%q) = %d, %v, %v; want %d, %v, error %v", tc.arg, size, last, err, tc.wantSize, tc.wantLast, tc.wantErr)
+		}
+	}
+}
+
+func TestDecodeXtext(t *testing.T) {
+	tests := []struct {
+		in, want string
+		wantErr  bool
+	}{
+		{in: "", want: ""},
+		{in: "abc", want: "abc"},
+		{in: "+2B", want: "+"},
+		{in: "a+3Db", want: "a=b"},
+		{in: "+20+7E", want: " ~"},
+		{in: "+2b", want: "+"}, // lower case hex, taken though the RFC writes upper case
+		{in: "!~\\\"", want: "!~\\\""},
+		{in: "+", wantErr: true},
+		{in: "+2", wantErr: true},
+		{in: "a+G0", wantErr: true},
+		{in: "=", wantErr: true},
+		{in: "a b", wantErr: true},
+		{in: "\x7f", wantErr: true},
+		{in: "\xc3\xa9", wantErr: true},
+	}
+	for _, tc := range tests {
+		got, err := decodeXtext(tc.in)
+		if (err != nil) != tc.wantErr || got != tc.want {
+			t.Errorf("decodeXtext(%q) = %q, %v; want %q, error %v", tc.in, got, err, tc.want, tc.wantErr)
+		}
 	}
 }
 
@@ -323,7 +431,7 @@ func TestAddressASCII(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a, err := parseRcpt(tc.arg, false)
+			a, _, err := parseRcpt(tc.arg, true, false)
 			if err != nil {
 				t.Fatalf("parseRcpt(%q): %v", tc.arg, err)
 			}
@@ -362,7 +470,7 @@ func checkAddress(t *testing.T, arg string, a address) {
 	if !strings.HasPrefix(a.raw, `"`) && a.raw != a.local+"@"+a.domain {
 		t.Fatalf("unquoted raw %q is not local %q @ domain %q", a.raw, a.local, a.domain)
 	}
-	again, err := parseRcpt("TO:<"+a.raw+">", false)
+	again, _, err := parseRcpt("TO:<"+a.raw+">", true, false)
 	if err != nil {
 		t.Fatalf("raw %q from %q does not parse again: %v", a.raw, arg, err)
 	}
@@ -380,6 +488,13 @@ func FuzzParseCommand(f *testing.F) {
 		"RCPT TO:<PostMaster>",
 		"RCPT TO:<δοκιμή@παράδειγμα.δοκιμή>",
 		"RCPT TO:<a@[192.0.2.1]> NOTIFY=NEVER",
+		"RCPT TO:<a@b> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;a+2Bx@b",
+		"RCPT TO:<a@b> ORCPT=utf-8;j+C3+B8rn@x",
+		"MAIL FROM:<a@b> RET=HDRS ENVID=id+20with+2Bplus",
+		"MAIL FROM:<> ENVID=a+2",
+		"BDAT 1024",
+		"BDAT 0 LAST",
+		"BDAT 99999999999999999999 LAST",
 		"EHLO client.test",
 		"HELO [IPv6:::1]",
 		"DATA",
@@ -428,14 +543,28 @@ func FuzzParseCommand(f *testing.F) {
 			if !esmtp && params != (mailParams{}) {
 				t.Fatalf("parseMail(%q) after HELO accepted params %+v", arg, params)
 			}
-			if params.size < 0 || params.body != "" && params.body != "7BIT" && params.body != "8BITMIME" {
+			if params.size < 0 || params.body != "" && params.body != "7BIT" && params.body != "8BITMIME" && params.body != "BINARYMIME" ||
+				params.ret != "" && params.ret != "FULL" && params.ret != "HDRS" ||
+				len(params.envID) > maxEnvIDLen || !isASCII(params.envID) || !printable(params.envID) {
 				t.Fatalf("parseMail(%q) params = %+v", arg, params)
 			}
 		}
 
-		if to, err := parseRcpt(arg, false); err == nil {
+		if size, last, err := parseBDAT(arg); err == nil {
+			if size < 0 || last != strings.HasSuffix(strings.ToUpper(arg), "LAST") {
+				t.Fatalf("parseBDAT(%q) = %d, %v", arg, size, last)
+			}
+		}
+
+		if to, params, err := parseRcpt(arg, true, false); err == nil {
 			checkAddress(t, arg, to)
 			checkMailboxName(t, to.local, mailboxName(to.local))
+			if params.notify&notifyNever != 0 && params.notify != notifyNever {
+				t.Fatalf("parseRcpt(%q): NOTIFY=NEVER with others: %+v", arg, params)
+			}
+			if (params.orcptType == "") != (params.orcpt == "") || !printable(params.orcpt) {
+				t.Fatalf("parseRcpt(%q) ORCPT = %q;%q", arg, params.orcptType, params.orcpt)
+			}
 		}
 	})
 }
@@ -453,10 +582,13 @@ func TestLenientParams(t *testing.T) {
 	if _, _, _, err := parseMail("FROM:<a@b.c> SIZE=x", true, true); !errors.Is(err, errBadParam) {
 		t.Errorf("lenient MAIL with SIZE=x: err %v, want errBadParam", err)
 	}
-	if _, err := parseRcpt("TO:<a@b.c> NOTIFY=NEVER ORCPT=rfc822;a@b.c", true); err != nil {
+	if _, _, err := parseRcpt("TO:<a@b.c> NOTIFY=NEVER ORCPT=rfc822;a@b.c X-FOO=1", false, true); err != nil {
 		t.Errorf("lenient RCPT: %v", err)
 	}
-	if _, err := parseRcpt("TO:<a@b.c> NOTIFY=NEVER", false); !errors.Is(err, errUnknownParam) {
-		t.Errorf("strict RCPT with NOTIFY: err %v, want errUnknownParam", err)
+	if _, _, err := parseRcpt("TO:<a@b.c> NOTIFY=SOMETIMES", true, true); !errors.Is(err, errBadParam) {
+		t.Errorf("lenient RCPT with a bad NOTIFY: err %v, want errBadParam", err)
+	}
+	if _, _, err := parseRcpt("TO:<a@b.c> NOTIFY=NEVER", false, false); !errors.Is(err, errUnknownParam) {
+		t.Errorf("strict RCPT with NOTIFY after HELO: err %v, want errUnknownParam", err)
 	}
 }

@@ -1,6 +1,7 @@
 package smtpd_test
 
 import (
+	"os/exec"
 	"syscall"
 	"testing"
 	"time"
@@ -23,7 +24,13 @@ type smtpdProcess struct {
 // startSmtpd starts smtpd in dir on 127.0.0.1 and free TCP and UDP ports
 // (args may override them) and waits until it listens.
 func startSmtpd(dir string, env []string, args ...string) (*smtpdProcess, error) {
-	p, err := smtpdproc.Start(dir, env, args...)
+	return startSmtpdCmd(smtpdproc.Command(dir, env, args...))
+}
+
+// startSmtpdCmd starts cmd, an smtpd command line of the caller's making,
+// and waits until it listens.
+func startSmtpdCmd(cmd *exec.Cmd) (*smtpdProcess, error) {
+	p, err := smtpdproc.StartCmd(cmd)
 	if err != nil {
 		return nil, err
 	}

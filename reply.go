@@ -132,7 +132,7 @@ var (
 	replyUnknownParameter = reply{code: 555, enh: "5.5.4", text: "Error: unsupported parameter",
 		why: "MAIL or RCPT carried a parameter this server did not announce (parameters need EHLO)", rfc: "RFC 5321 §4.1.1.11"}
 	replyBadParameter = reply{code: 501, enh: "5.5.4", text: "Error: bad parameter value",
-		why: "a known parameter (SIZE, BODY, SMTPUTF8) had a wrong or repeated value", rfc: "RFC 1870, RFC 6152, RFC 6531"}
+		why: "a known parameter (SIZE, BODY, SMTPUTF8; RET, ENVID, NOTIFY, ORCPT of DSN) had a wrong or repeated value", rfc: "RFC 1870, RFC 6152, RFC 6531, RFC 3461 §4"}
 	replyLocalError = reply{code: 451, enh: "4.3.0", text: "Error: local delivery failed, try again later",
 		why: "the server could not store the message safely; nothing was kept, so the client should try again later", rfc: "RFC 5321 §4.2.5"}
 	replyFilterFailed = reply{code: 451, enh: "4.3.0", text: "Error: content filter failed, try again later",

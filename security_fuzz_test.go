@@ -262,6 +262,8 @@ func FuzzSession(f *testing.F) {
 	f.Add([]byte("\x01PROXY TCP4 203.0.113.7 192.0.2.1 5000 25\r\n"))
 	f.Add(append([]byte{1}, proxyV2(0x21, 0x11, []byte{203, 0, 113, 7, 192, 0, 2, 1, 0, 1, 0, 25}, nil)...))
 	f.Add([]byte("\x00HELO c\r\nAUTH PLAIN =\r\nAUTH  PLAIN\tsecret\r\nPROXY TCP4 1.2.3.4 1.2.3.4 1 1\r\n"))
+	f.Add([]byte("\x00EHLO c\r\nMAIL FROM:<a@b> BODY=BINARYMIME RET=HDRS ENVID=x+2By\r\nRCPT TO:<c@d> NOTIFY=SUCCESS ORCPT=rfc822;c@d\r\nBDAT 5\r\nQUIT\rBDAT 7 LAST\r\n\r\n.\r\nx\r\nDATA\r\n"))
+	f.Add([]byte("\x00EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 100\r\nshort"))
 
 	logs := &syncWriter{}
 	trace := &syncWriter{}

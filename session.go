@@ -71,7 +71,17 @@ type session struct {
 	nullFrom bool
 	params   mailParams
 	rcpts    []address
+	// rcptParams holds the parameters of each of rcpts (DSN, dsn.go);
+	// nil while none had any.
+	rcptParams []rcptParams
+	// chunks is the message being sent with BDAT (bdat.go), from the
+	// first chunk to the last; nil otherwise.
+	chunks   *chunked
 	rcptSeen map[address]bool // rcpts, domains lower-cased: each is kept once
+	// rcptReplies holds, in LMTP, for each RCPT answered 250 in order, the
+	// index in rcpts of its recipient: a recipient given twice is kept once
+	// but is answered twice after the data (RFC 2033 §4.2).
+	rcptReplies []int
 
 	// The session's log, when the server keeps one (Message.Transcript,
 	// Config.SessionStarted); nil otherwise.
@@ -161,7 +171,7 @@ func (s *session) greet() bool {
 		s.flush()
 		return false
 	}
-	greeting := replyGreeting(s.srv.set.hostname)
+	greeting := s.greeting()
 	if r, ok := s.fault(FaultConnect, remoteIP(s.remote).String()); ok {
 		// A fault's greeting; any but 2xx turns the client away.
 		greeting = r
@@ -286,6 +296,7 @@ func (s *session) end() {
 	// once, and must find its slot free under MaxConns.
 	s.srv.untrack(s)
 	s.srv.releaseIP(s.ip)
+	s.dropChunks() // a message sent in chunks and never finished
 	s.releaseReader()
 	s.srv.hangUp(s.conn, s.tlsConn, !s.peerClosed && s.writeErr == nil)
 	s.ended()
@@ -508,6 +519,11 @@ func (s *session) handle(line string) reply {
 	if junkCommand(verb) {
 		s.countJunk()
 	}
+	if s.srv.set.lmtp {
+		if r, ok := s.lmtpCommand(verb, arg); ok {
+			return r
+		}
+	}
 	switch verb {
 	case "HELO":
 		return s.cmdHELO(arg)
@@ -519,6 +535,8 @@ func (s *session) handle(line string) reply {
 		return s.cmdRCPT(arg)
 	case "DATA":
 		return s.cmdDATA(arg)
+	case "BDAT":
+		return s.cmdBDAT(arg)
 	case "RSET":
 		return s.cmdRSET(arg)
 	case "NOOP":
@@ -535,7 +553,7 @@ func (s *session) handle(line string) reply {
 		r := s.cmdAUTH(arg)
 		s.afterAuthRefused = r.code != replyAuthOK.code
 		return r
-	case "EXPN", "BDAT", "ETRN", "TURN", "ATRN":
+	case "EXPN", "ETRN", "TURN", "ATRN":
 		return replyNotImplemented
 	case "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "CONNECT":
 		// A web browser or a cross-protocol attack: nothing SMTP
@@ -635,22 +653,42 @@ func (s *session) cmdHELO(arg string) reply {
 // (RFC 5321 §4.1.1.1). SIZE shows the limit in force right now, which the
 // management protocol can change.
 func (s *session) cmdEHLO(arg string) reply {
+	return s.extendedHello(arg, replySyntaxEHLO, replyEHLO)
+}
+
+// replyEHLO is the reply to EHLO, whose text helloText makes.
+var replyEHLO = reply{code: 250,
+	why: "hello: the lines after the first list the extensions the client may use", rfc: "RFC 5321 §4.1.1.1; RFC 2920, 1870, 6152, 2034, 6531, 3461, 3030"}
+
+// extendedHello answers EHLO, or LMTP's LHLO: syntax when the argument is
+// not a name, else hello with the extensions as its text.
+func (s *session) extendedHello(arg string, syntax, hello reply) reply {
 	helo, err := parseHelo(arg)
 	if err != nil {
-		return replySyntaxEHLO
+		return syntax
 	}
 	if r, ok := s.fault(FaultHelo, helo); ok {
 		return r
 	}
 	s.greeted(helo, true)
-	return reply{code: 250, text: s.srv.set.hostname + "\n" +
+	hello.text = s.helloText()
+	return hello
+}
+
+// helloText is the text of the reply to EHLO (and LMTP's LHLO): the
+// server's name, then the service extensions the session offers, one per
+// line.
+func (s *session) helloText() string {
+	return s.srv.set.hostname + "\n" +
 		"PIPELINING\n" +
 		"SIZE " + strconv.FormatInt(s.srv.maxSize.Load(), 10) + "\n" +
 		"8BITMIME\n" +
 		"ENHANCEDSTATUSCODES\n" +
 		"SMTPUTF8\n" +
-		"HELP" + s.securityKeywords(),
-		why: "hello: the lines after the first list the extensions the client may use", rfc: "RFC 5321 §4.1.1.1; RFC 2920, 1870, 6152, 2034, 6531"}
+		"DSN\n" +
+		"CHUNKING\n" +
+		"BINARYMIME\n" +
+		"HELP" + s.securityKeywords()
 }
 
 // greeted records a HELO or EHLO, which also resets any transaction
@@ -694,6 +732,7 @@ func (s *session) cmdMAIL(arg string) reply {
 	}
 	s.from, s.nullFrom, s.params = from, null, params
 	s.state = stateMail
+	s.traceMailDSN(params)
 	return replySenderOK
 }
 
@@ -704,11 +743,15 @@ func (s *session) cmdRCPT(arg string) reply {
 		return replyNeedHELO
 	case s.state < stateMail:
 		return replyNeedMAIL
+	case s.chunks != nil:
+		return replyRcptAfterBDAT
 	}
-	to, err := parseRcpt(arg, s.srv.Config.TestMode)
+	to, params, err := parseRcpt(arg, s.esmtp, s.srv.Config.TestMode)
 	switch {
 	case errors.Is(err, errUnknownParam):
 		return replyUnknownParameter
+	case errors.Is(err, errBadParam):
+		return replyBadParameter
 	case errors.Is(err, errNullPath):
 		return replyNullRecipient
 	case err != nil:
@@ -720,6 +763,7 @@ func (s *session) cmdRCPT(arg string) reply {
 		// is what the client wants, as Postfix's cleanup and Gmail
 		// also decide.
 		s.event("<%s> given twice: kept once in the envelope (one copy, once in an added To: and in access.log)", to.raw)
+		s.recipientAgain(to)
 		return replyRecipientAgain
 	case len(s.rcpts) >= s.srv.set.maxRecipients:
 		// RFC 5321 §4.5.3.1.10: 452, and the client sends the rest
@@ -736,12 +780,17 @@ func (s *session) cmdRCPT(arg string) reply {
 		s.rcptSeen = make(map[address]bool)
 	}
 	s.rcptSeen[to.key()] = true
+	s.recipientAdded(params)
 	s.state = stateRcpt
+	s.traceRcptDSN(params)
 	return replyRecipientOK
 }
 
 // cmdDATA receives the message and stores it (RFC 5321 §4.1.1.4).
 func (s *session) cmdDATA(arg string) reply {
+	if r, refused := s.chunkingRefusesDATA(); refused {
+		return r
+	}
 	switch {
 	case arg != "":
 		return replyNoArgument
@@ -768,6 +817,8 @@ func (s *session) newMessage() *Message {
 		RemoteAddr:   s.remote,
 		BodyType:     s.params.body,
 		SMTPUTF8:     s.params.smtputf8,
+		DSN:          s.dsn(),
+		LMTP:         s.srv.set.lmtp,
 		Time:         time.Now(),
 		TLS:          s.tlsState,
 		AuthUser:     s.authUser,
@@ -800,60 +851,21 @@ func (s *session) mailboxes() []string {
 // receive answers 354, reads the message data into a new delivery and
 // commits it. Only a committed delivery earns 250 (RFC 5321 §6.1).
 func (s *session) receive(m *Message) reply {
-	d, err := s.srv.store.create(s.mailboxes())
-	var sink io.Writer = d
-	filter := s.srv.activeFilter()
-	var sp *spool
-	if err == nil && filter != nil {
-		// The filter reads the stored form from a spool file and
-		// its output goes to the delivery.
-		if sp, err = d.newSpool(); err != nil {
-			d.abort()
-		} else {
-			defer sp.remove()
-			sink = sp
-		}
-	}
-	if err != nil {
-		s.srv.stats.failed.Add(1)
-		s.logger().Error("smtpd: cannot start delivery", "queue_id", m.ID, "err", err)
-		return replyLocalError
+	var in incoming
+	if r, ok := s.openMessage(m, &in); !ok {
+		return r
 	}
 	// The 354 goes out when the message data is first waited for (Read).
 	s.send(replyStartData)
-	host := s.srv.set.hostname
-	stored := newStoredWriter(sink, func(seen headerSet) []byte {
-		return append(m.traceHeaders(host), m.missingHeaders(seen, host)...)
-	})
-	writers := []io.Writer{stored}
-	var kept *bytes.Buffer
-	if s.srv.Config.Delivered != nil {
-		kept = new(bytes.Buffer)
-		writers = append(writers, kept)
-	}
-	var strict *bareLFDetector
-	if s.srv.Config.StrictCRLF {
-		strict = new(bareLFDetector)
-		writers = append(writers, strict)
-	}
-	traced := s.srv.trace.messageTrace(s.id)
-	if traced != nil {
-		writers = append(writers, traced)
-	}
-	// Most messages go to the store alone: MultiWriter, two allocations
-	// per message, only when there are others.
-	data := io.Writer(stored)
-	if len(writers) > 1 {
-		data = io.MultiWriter(writers...)
-	}
 	s.inData = true
-	m.Size, err = s.readData(data)
+	var err error
+	m.Size, err = s.readData(in.data)
 	s.inData = false
 	// The end-of-data line was read unless the connection failed: only
 	// then is it traced.
 	ended := err == nil || errors.Is(err, errMessageTooLarge) || errors.As(err, new(*sinkError))
-	if traced != nil {
-		traced.end(m.Size, ended)
+	if in.traced != nil {
+		in.traced.end(m.Size, ended)
 	}
 	if s.log != nil { // formatted, an allocation, only for a transcript
 		s.note(KindClient, fmt.Sprintf("<message data: %d octets>", m.Size))
@@ -861,42 +873,7 @@ func (s *session) receive(m *Message) reply {
 			s.note(KindClient, ".")
 		}
 	}
-	if err == nil && strict != nil && strict.found {
-		d.abort()
-		s.srv.stats.rejected.Add(1)
-		return replyBareLFData
-	}
-	if err == nil {
-		if err = stored.Close(); err != nil {
-			err = &sinkError{err}
-		}
-	}
-	if err != nil {
-		d.abort()
-		return s.dataFailure(m, err)
-	}
-	if r, ok := s.fault(FaultDataEnd, m.To...); ok {
-		d.abort() // a fault's answer: nothing is stored
-		return r
-	}
-	if filter != nil {
-		if r, ok := s.filter(filter, m, sp, d); !ok {
-			d.abort()
-			return r
-		}
-	}
-	if m.Paths, err = d.commit(); err != nil {
-		s.srv.stats.failed.Add(1)
-		s.logger().Error("smtpd: delivery failed", "queue_id", m.ID, "err", err)
-		return replyLocalError
-	}
-	if kept != nil {
-		m.Data = kept.Bytes()
-	}
-	s.log.delivered(m)
-	s.junk = 0 // progress
-	s.srv.accepted(m)
-	return replyQueued(m.ID)
+	return s.finishMessage(&in, m, err)
 }
 
 // readData reads the message data into w. A client that has ended every
@@ -984,6 +961,9 @@ func (s *session) reset() {
 	}
 	s.from, s.nullFrom, s.params = address{}, false, mailParams{}
 	s.rcpts = s.rcpts[:0]
+	s.rcptParams = s.rcptParams[:0]
+	s.rcptReplies = s.rcptReplies[:0]
+	s.dropChunks()
 	s.rcptSeen = nil // not kept, cleared, while the session idles
 }
 

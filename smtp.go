@@ -114,6 +114,16 @@ type Config struct {
 	// Faults is the fault plan the server starts with (see FaultPlan;
 	// Server.SetFaults replaces it at run time). nil means none.
 	Faults *FaultPlan
+	// LMTP makes the server speak LMTP (RFC 2033) instead of SMTP, for a
+	// mail system that hands it local deliveries, as Postfix does with
+	// "mailbox_transport = lmtp:inet:host:port" or "lmtp:unix:path"
+	// (serve a Unix socket with Serve(net.Listen("unix", path))). The
+	// client greets with LHLO (HELO and EHLO are refused), and after the
+	// data of a message every accepted recipient gets a reply of its own,
+	// in RCPT order: one mailbox that cannot take the message does not
+	// fail the others (RFC 2033 §4.2). LMTP is not for port 25, nor for
+	// untrusted networks.
+	LMTP bool
 	// Delivered, if set, is called with each message once it is stored
 	// durably and before the client gets its 250 reply, so a test that
 	// saw the reply can rely on the call having happened. The server then
@@ -248,6 +258,7 @@ type settings struct {
 	limitLoopback    bool // MaxConnsPerIP was set: loopback clients count too
 	sessionTimeout   time.Duration
 	greetDelay       time.Duration
+	lmtp             bool // speak LMTP (RFC 2033)
 }
 
 // Defaults, as the README's Command line section lists them, and from
@@ -402,6 +413,7 @@ func (c *Config) settings() (settings, error) {
 		limitLoopback:    c.MaxConnsPerIP != 0,
 		sessionTimeout:   orDefault(c.SessionTimeout, DefaultSessionTimeout),
 		greetDelay:       c.GreetDelay,
+		lmtp:             c.LMTP,
 	}
 	s.maildirRoot = orDefault(c.MaildirRoot, filepath.Join(s.dataDir, "Maildir"))
 	// The greeting, EHLO reply and Received header name the server with

@@ -29,7 +29,7 @@ type counters struct {
 
 // countedVerbs are the verbs counted one by one; any other counts as
 // "other".
-var countedVerbs = [...]string{"HELO", "EHLO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT", "VRFY", "HELP", "EXPN", "STARTTLS", "AUTH", "BDAT"}
+var countedVerbs = [...]string{"HELO", "EHLO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT", "VRFY", "HELP", "EXPN", "STARTTLS", "AUTH", "BDAT", "LHLO"}
 
 func (c *counters) countCommand(verb string) {
 	for i, v := range countedVerbs {

@@ -245,6 +245,20 @@ func (b *bodyTrace) endLine() {
 // end traces the summary and, when the client sent it (ended), the
 // end-of-data line. A last line the client did not end is traced as it came.
 func (b *bodyTrace) end(size int64, ended bool) {
+	note := ""
+	if !ended {
+		note = ", without the end-of-data line"
+	}
+	b.summarize(size, note)
+	if ended {
+		b.t.client(b.id, ".")
+	}
+}
+
+// summarize traces the last line, if the client did not end it, and the
+// summary of the message data, note appended. A message sent in BDAT
+// chunks, which has no end-of-data line, ends with it.
+func (b *bodyTrace) summarize(size int64, note string) {
 	if len(b.line) > 0 || b.truncated {
 		b.endLine()
 	}
@@ -252,11 +266,5 @@ func (b *bodyTrace) end(size int64, ended bool) {
 	if hidden := b.lines - shownBodyLines; hidden > 0 && !b.t.body {
 		summary += fmt.Sprintf(", %d not shown (-trace-body shows them)", hidden)
 	}
-	if !ended {
-		summary += ", without the end-of-data line"
-	}
-	b.t.event(b.id, "%s", summary)
-	if ended {
-		b.t.client(b.id, ".")
-	}
+	b.t.event(b.id, "%s", summary+note)
 }

@@ -83,10 +83,13 @@ type smtpdFlags struct {
 	proxyFrom                string
 	cpuProfile, memProfile   string
 	proxyPrefixes            []netip.Prefix // parsed by check
+
+	lmtp       bool   // speak LMTP (RFC 2033)
+	lmtpSocket string // also serve a Unix socket
 }
 
 func (f *smtpdFlags) register(fs *flag.FlagSet) {
-	fs.IntVar(&f.port, "p", 2525, "SMTP TCP `port` (0: any free port, printed at startup)")
+	fs.IntVar(&f.port, "p", 2525, "SMTP TCP `port` (0: any free port, printed at startup; -1: none, with -lmtp-socket)")
 	fs.StringVar(&f.listen, "l", "", "SMTP listen `address` (default all interfaces)")
 	fs.IntVar(&f.metricsPort, "M", 7030, "management UDP `port` (0: any free port, printed; -1: off)")
 	fs.StringVar(&f.metricsListen, "L", "127.0.0.1", "management listen `address`")
@@ -129,6 +132,8 @@ func (f *smtpdFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) of the whole run to `file`")
 	fs.StringVar(&f.memProfile, "memprofile", "", "write an allocation profile (go tool pprof) to `file` at exit")
 	fs.StringVar(&f.proxyFrom, "proxy-from", "", "comma-separated `CIDRs` of trusted proxies that send a PROXY protocol header")
+	fs.BoolVar(&f.lmtp, "lmtp", false, "speak LMTP (RFC 2033) instead of SMTP, for a mail system that hands over local deliveries")
+	fs.StringVar(&f.lmtpSocket, "lmtp-socket", "", "serve LMTP on a Unix socket at `path` too (mode 0660); implies -lmtp")
 }
 
 // resolvePaths makes the file names of the flags that are relative
@@ -145,8 +150,10 @@ func (f *smtpdFlags) resolvePaths(dir string) {
 // sense, so that a typo is an error instead of a surprise.
 func (f *smtpdFlags) check() error {
 	switch {
-	case f.port < 0 || f.port > 65535:
-		return fmt.Errorf("-p %d: not a port number", f.port)
+	case f.port < -1 || f.port > 65535:
+		return fmt.Errorf("-p %d: not a port number or -1", f.port)
+	case f.port == -1 && f.lmtpSocket == "":
+		return errors.New("-p -1 leaves nothing to serve without -lmtp-socket")
 	case f.metricsPort < -1 || f.metricsPort > 65535:
 		return fmt.Errorf("-M %d: not a port number or -1", f.metricsPort)
 	case f.maxSize <= 0:
@@ -245,6 +252,7 @@ func (f *smtpdFlags) config(stdout, stderr io.Writer) (smtpd.Config, error) {
 		SessionTimeout:    f.sessionTimeout,
 		GreetDelay:        f.greetDelay,
 		ProxyFrom:         f.proxyPrefixes,
+		LMTP:              f.lmtp || f.lmtpSocket != "",
 	}
 	if f.users != "" {
 		users, err := loadUsers(f.users)
@@ -431,19 +439,27 @@ func isSet(fs *flag.FlagSet, name string) bool {
 // sends its result on the returned channel.
 func listenAndServe(srv *smtpd.Server, f *smtpdFlags, stdout io.Writer) (<-chan error, error) {
 	var (
-		l, tlsL, httpL net.Listener
-		pc             net.PacketConn
-		err            error
+		l, unixL, tlsL, httpL net.Listener
+		pc                    net.PacketConn
+		err                   error
 	)
 	closeAll := func() {
-		for _, c := range []io.Closer{l, tlsL, httpL, pc} {
+		for _, c := range []io.Closer{l, unixL, tlsL, httpL, pc} {
 			if c != nil {
 				c.Close()
 			}
 		}
 	}
-	if l, err = net.Listen("tcp", net.JoinHostPort(f.listen, strconv.Itoa(f.port))); err != nil {
-		return nil, err
+	if f.port >= 0 {
+		if l, err = net.Listen("tcp", net.JoinHostPort(f.listen, strconv.Itoa(f.port))); err != nil {
+			return nil, err
+		}
+	}
+	if f.lmtpSocket != "" {
+		if unixL, err = listenUnix(f.lmtpSocket); err != nil {
+			closeAll()
+			return nil, fmt.Errorf("-lmtp-socket: %w", err)
+		}
 	}
 	if f.tlsPort >= 0 {
 		if tlsL, err = net.Listen("tcp", net.JoinHostPort(f.listen, strconv.Itoa(f.tlsPort))); err != nil {
@@ -467,8 +483,14 @@ func listenAndServe(srv *smtpd.Server, f *smtpdFlags, stdout io.Writer) (<-chan 
 	// All the "Listening on" lines in one write: a script that sees one
 	// of them sees them all.
 	var lines strings.Builder
-	fmt.Fprintf(&lines, "Listening on TCP %s\n", l.Addr())
-	go func() { served <- srv.Serve(l) }()
+	if l != nil {
+		fmt.Fprintf(&lines, "Listening on TCP %s\n", l.Addr())
+		go func() { served <- srv.Serve(l) }()
+	}
+	if unixL != nil {
+		fmt.Fprintf(&lines, "Listening on UNIX %s\n", unixL.Addr())
+		go func() { served <- srv.Serve(unixL) }()
+	}
 	if tlsL != nil {
 		fmt.Fprintf(&lines, "Listening on TLS %s\n", tlsL.Addr())
 		go func() { served <- srv.ServeTLS(tlsL) }()
@@ -483,6 +505,29 @@ func listenAndServe(srv *smtpd.Server, f *smtpdFlags, stdout io.Writer) (<-chan 
 	}
 	io.WriteString(stdout, lines.String())
 	return served, nil
+}
+
+// listenUnix listens on a Unix socket at path, with mode 0660: the server's
+// user and group may connect (make the group the mail system's, with a
+// setgid directory or the server's own group). A socket left at path by a
+// server that is gone is replaced; one a server still listens on is not.
+func listenUnix(path string) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%s: a server listens there already", path)
+		}
+		os.Remove(path)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
 }
 
 // serveUntilDone waits until ctx is done or serving fails, then shuts the

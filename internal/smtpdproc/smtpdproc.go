@@ -68,11 +68,23 @@ type Process struct {
 // nil) in dir, on 127.0.0.1 and free TCP and UDP ports (args may override
 // them), and waits until it listens.
 func Start(dir string, env []string, args ...string) (*Process, error) {
+	return StartCmd(Command(dir, env, args...))
+}
+
+// Command returns the command line Start runs, for a caller to change
+// before StartCmd runs it.
+func Command(dir string, env []string, args ...string) *exec.Cmd {
 	args = append([]string{"-l", "127.0.0.1", "-p", "0", "-M", "0"}, args...)
-	p := &Process{Stdout: NewOutput(), Stderr: NewOutput(), done: make(chan struct{})}
-	p.Cmd = exec.Command("smtpd", args...)
-	p.Cmd.Dir = dir
-	p.Cmd.Env = env
+	cmd := exec.Command("smtpd", args...)
+	cmd.Dir = dir
+	cmd.Env = env
+	return cmd
+}
+
+// StartCmd runs cmd, an smtpd command line of the caller's making (another
+// binary, another user), and waits until it listens.
+func StartCmd(cmd *exec.Cmd) (*Process, error) {
+	p := &Process{Cmd: cmd, Stdout: NewOutput(), Stderr: NewOutput(), done: make(chan struct{})}
 	p.Cmd.Stdout = p.Stdout
 	p.Cmd.Stderr = p.Stderr
 	if err := p.Cmd.Start(); err != nil {
