@@ -265,7 +265,16 @@ func TestInterrupt(t *testing.T) {
 		s.checkGone(t)
 	})
 	t.Run("output closed", func(t *testing.T) {
-		s := startChecking(t, "-run", "^basic/(noop|greeting)$")
+		// A case that waits for a reply that never comes follows the
+		// first: it fails at its 2 s timeout, and only then writes, so
+		// the run does not end before the output is closed even when
+		// this test is slow to close it.
+		cases := t.TempDir()
+		hang := "# Waits for a second reply without sending anything.\n# level: basic\nsmtp hang.dialog\n\n-- hang.dialog --\nS: ^220\nS: ^250\n"
+		if err := os.WriteFile(filepath.Join(cases, "zz_hang.txtar"), []byte(hang), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s := startChecking(t, "-cases", cases, "-run", "^basic/(noop|zz_hang)$", "-timeout", "2s")
 		// The server greets at once this time, so a line comes out.
 		line, err := bufio.NewReader(s.stdout).ReadString('\n')
 		if err != nil {
