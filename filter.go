@@ -69,9 +69,12 @@ const (
 // refuses the message with 554 5.7.1 and the first line the program wrote
 // to its standard error. Status 75 (EX_TEMPFAIL), any other status, a crash
 // or a timeout answer 451 4.3.0. The program runs in a process group of its
-// own, which is killed at the timeout or when the server closes, so that
-// nothing it started outlives it; it is always waited for, so it leaves no
-// zombie.
+// own, which is killed as soon as the program exits (and at the timeout, or
+// when the server closes), so that nothing it started outlives it: what a
+// background child writes after the program's exit is not stored, and a
+// child holding the output open does not delay the message. Only a process
+// that leaves the group (setsid) escapes; Unix only. The program is always
+// waited for, so it leaves no zombie.
 type CommandFilter struct {
 	// Args is the program and its arguments.
 	Args []string
@@ -91,11 +94,11 @@ func (f CommandFilter) Filter(ctx context.Context, m *Message, r io.Reader, w io
 	stderr := &headBuffer{max: maxFilterStderr}
 	cmd.Stderr = stderr
 	cmd.Env = append(os.Environ(), filterEnv(m)...)
-	// A program that exits but leaves a child holding its output open
-	// must not hold the session: Wait gives up on the pipes after this.
+	// A child that left the process group (setsid) and holds the output
+	// open must not hold the session: Wait gives up on the pipes after
+	// this.
 	cmd.WaitDelay = time.Second
-	inProcessGroup(cmd)
-	err := cmd.Run()
+	err := runInProcessGroup(cmd)
 	var exitErr *exec.ExitError
 	switch {
 	case err == nil:
