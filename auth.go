@@ -35,7 +35,7 @@ const maxSASLRounds = 4
 // (draft-murchison-sasl-login), as RFC 4954 describes.
 func (s *session) cmdAUTH(arg string) reply {
 	switch {
-	case s.srv.Config.Authenticate == nil && !s.srv.Config.TestMode:
+	case s.srv.set.authenticate == nil && !s.srv.set.testMode:
 		return replyNotImplemented
 	case s.state < stateReady:
 		return replyNeedHELO
@@ -112,14 +112,14 @@ func (s *session) cmdAUTH(arg string) reply {
 // authenticate checks credentials with Config.Authenticate; in TestMode it
 // records them, and accepts any when there is no Authenticate.
 func (s *session) authenticate(ctx context.Context, user, password string) error {
-	c := &s.srv.Config
-	if c.TestMode {
+	set := &s.srv.set
+	if set.testMode {
 		s.authPassword = password
-		if c.Authenticate == nil {
+		if set.authenticate == nil {
 			return nil
 		}
 	}
-	return c.Authenticate(ctx, user, password)
+	return set.authenticate(ctx, user, password)
 }
 
 // authChallenge sends a 334 challenge and reads the client's response line,

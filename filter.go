@@ -171,15 +171,15 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 // activeFilter returns the filter to run, or nil when there is none or it
 // is switched off.
 func (srv *Server) activeFilter() Filter {
-	if srv.Config.Filter == nil || !srv.filterOn.Load() {
+	if srv.set.filter == nil || !srv.filterOn.Load() {
 		return nil
 	}
-	return srv.Config.Filter
+	return srv.set.filter
 }
 
 // hasFilter reports whether a content filter is configured, so that the
 // management protocol can switch it on.
-func (srv *Server) hasFilter() bool { return srv.Config.Filter != nil }
+func (srv *Server) hasFilter() bool { return srv.set.filter != nil }
 
 // runFilter filters message m from in to out within FilterTimeout. Output
 // over the size limit stops the filter and returns errFilterOutputTooLarge.

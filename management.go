@@ -23,7 +23,7 @@ func (srv *Server) ServeMetrics(pc net.PacketConn) error {
 	if err := srv.init(); err != nil {
 		return err
 	}
-	if len(srv.Config.MetricsKey) < minMetricsKey {
+	if len(srv.set.metricsKey) < minMetricsKey {
 		return errors.New("smtpd: Config.MetricsKey must hold at least 16 bytes")
 	}
 	if !srv.trackPacketConn(pc, true) {
@@ -81,7 +81,7 @@ func (srv *Server) MetricsAddr() net.Addr {
 // answer returns the response to a request datagram, or nil when the
 // datagram deserves none.
 func (srv *Server) answer(datagram []byte, now time.Time) []byte {
-	key := srv.Config.MetricsKey
+	key := srv.set.metricsKey
 	req, err := parseRequest(datagram, key)
 	resp := response{id: req.id, command: req.command}
 	switch {

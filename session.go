@@ -100,7 +100,7 @@ type session struct {
 }
 
 func newSession(srv *Server, conn net.Conn, id uint64) *session {
-	s := &session{srv: srv, conn: conn, id: strconv.FormatUint(id, 10), remote: conn.RemoteAddr(), record: srv.Config.Delivered != nil}
+	s := &session{srv: srv, conn: conn, id: strconv.FormatUint(id, 10), remote: conn.RemoteAddr(), record: srv.set.delivered != nil}
 	s.deadline = time.Now().Add(srv.set.sessionTimeout)
 	s.acquireReader()
 	return s
@@ -425,7 +425,7 @@ func (s *session) readLine() (string, error) {
 	s.lfOnly = !bytes.HasSuffix(line, []byte{'\r'})
 	if s.lfOnly {
 		s.srv.stats.bareLF.Add(1)
-		if s.srv.Config.StrictCRLF {
+		if s.srv.set.strictCRLF {
 			return string(line), errBareLF
 		}
 	}
@@ -551,10 +551,10 @@ func (s *session) cmdMAIL(arg string) reply {
 		return replyNeedHELO
 	case s.state > stateReady:
 		return replyNestedMAIL
-	case s.srv.Config.RequireAuth && s.authUser == "":
+	case s.srv.set.requireAuth && s.authUser == "":
 		return s.replyNeedAuth()
 	}
-	from, null, params, err := parseMail(arg, s.esmtp, s.srv.Config.TestMode)
+	from, null, params, err := parseMail(arg, s.esmtp, s.srv.set.testMode)
 	switch {
 	case errors.Is(err, errUnknownParam):
 		return replyUnknownParameter
@@ -588,7 +588,7 @@ func (s *session) cmdRCPT(arg string) reply {
 	case s.state < stateMail:
 		return replyNeedMAIL
 	}
-	to, err := parseRcpt(arg, s.srv.Config.TestMode)
+	to, err := parseRcpt(arg, s.srv.set.testMode)
 	switch {
 	case errors.Is(err, errUnknownParam):
 		return replyUnknownParameter
@@ -704,12 +704,12 @@ func (s *session) receive(m *Message) reply {
 	})
 	writers := []io.Writer{stored}
 	var kept *bytes.Buffer
-	if s.srv.Config.Delivered != nil {
+	if s.srv.set.delivered != nil {
 		kept = new(bytes.Buffer)
 		writers = append(writers, kept)
 	}
 	var strict *bareLFDetector
-	if s.srv.Config.StrictCRLF {
+	if s.srv.set.strictCRLF {
 		strict = new(bareLFDetector)
 		writers = append(writers, strict)
 	}

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,12 @@ import (
 // Config holds the settings of a Server. The zero Config is valid and safe:
 // a zero field means the documented default, never "unlimited". Negative
 // numbers are refused.
+//
+// A Server reads its Config once, in NewServer (or, for a Server made
+// without it, when it starts serving), and keeps its own copy: changing
+// the Config, or the slices it holds, afterwards has no effect. A running
+// server is changed only through Server.SetFaults and the management
+// protocol.
 type Config struct {
 	// Addr is the TCP address ListenAndServe listens on; "" means ":2525".
 	Addr string
@@ -220,6 +227,20 @@ type settings struct {
 	limitLoopback    bool // MaxConnsPerIP was set: loopback clients count too
 	sessionTimeout   time.Duration
 	greetDelay       time.Duration
+
+	// The rest of Config, copied so that a running server never reads
+	// Config again.
+	addr, tlsAddr, metricsAddr string
+	strictCRLF                 bool
+	testMode                   bool
+	authenticate               func(ctx context.Context, user, password string) error
+	allowInsecureAuth          bool
+	requireAuth                bool
+	proxyFrom                  []netip.Prefix
+	delivered                  func(*Message)
+	filter                     Filter
+	metricsKey                 []byte
+	stateFile                  string
 }
 
 // Defaults, from SPEC §2 and RFC 5321 §4.5.3.
@@ -246,8 +267,9 @@ var ErrServerClosed = errors.New("smtpd: Server closed")
 
 // Server is an SMTP server that stores what it accepts in Maildirs.
 // Create one with NewServer, or use &Server{Config: c}, whose Config is
-// checked when it starts serving. A Server must not be copied once used,
-// nor reused after Shutdown or Close.
+// checked when it starts serving. Either way Config is read then, once:
+// later changes to it have no effect. A Server must not be copied once
+// used, nor reused after Shutdown or Close.
 type Server struct {
 	Config Config
 
@@ -322,7 +344,7 @@ func (srv *Server) setup() error {
 	if srv.log == nil {
 		srv.log = slog.Default()
 	}
-	if key := srv.Config.MetricsKey; len(key) > 0 && len(key) < minMetricsKey {
+	if key := set.metricsKey; len(key) > 0 && len(key) < minMetricsKey {
 		return errors.New("smtpd: Config.MetricsKey must hold at least 16 bytes")
 	}
 	srv.maxSize.Store(srv.Config.MaxMessageBytes)
@@ -371,6 +393,20 @@ func (c *Config) settings() (settings, error) {
 		limitLoopback:    c.MaxConnsPerIP != 0,
 		sessionTimeout:   orDefault(c.SessionTimeout, DefaultSessionTimeout),
 		greetDelay:       c.GreetDelay,
+
+		addr:              orDefault(c.Addr, DefaultAddr),
+		tlsAddr:           c.TLSAddr,
+		metricsAddr:       c.MetricsAddr,
+		strictCRLF:        c.StrictCRLF,
+		testMode:          c.TestMode,
+		authenticate:      c.Authenticate,
+		allowInsecureAuth: c.AllowInsecureAuth,
+		requireAuth:       c.RequireAuth,
+		proxyFrom:         slices.Clone(c.ProxyFrom),
+		delivered:         c.Delivered,
+		filter:            c.Filter,
+		metricsKey:        slices.Clone(c.MetricsKey),
+		stateFile:         c.StateFile,
 	}
 	s.maildirRoot = orDefault(c.MaildirRoot, filepath.Join(s.dataDir, "Maildir"))
 	// The greeting, EHLO reply and Received header name the server with
@@ -475,20 +511,20 @@ func (srv *Server) ListenAndServe() error {
 	if srv.shuttingDown() {
 		return ErrServerClosed
 	}
-	l, err := net.Listen("tcp", orDefault(srv.Config.Addr, DefaultAddr))
+	l, err := net.Listen("tcp", srv.set.addr)
 	if err != nil {
 		return err
 	}
-	if srv.Config.TLSAddr != "" {
-		tl, err := net.Listen("tcp", srv.Config.TLSAddr)
+	if srv.set.tlsAddr != "" {
+		tl, err := net.Listen("tcp", srv.set.tlsAddr)
 		if err != nil {
 			l.Close()
 			return err
 		}
 		go srv.ServeTLS(tl)
 	}
-	if srv.Config.MetricsAddr != "" {
-		pc, err := net.ListenPacket("udp", srv.Config.MetricsAddr)
+	if srv.set.metricsAddr != "" {
+		pc, err := net.ListenPacket("udp", srv.set.metricsAddr)
 		if err != nil {
 			l.Close()
 			return err
@@ -733,8 +769,8 @@ func (srv *Server) accepted(m *Message) {
 	if err := srv.access.write(m); err != nil {
 		srv.log.Error("smtpd: access log", "queue_id", m.ID, "err", err)
 	}
-	if srv.Config.Delivered != nil {
-		srv.Config.Delivered(m)
+	if srv.set.delivered != nil {
+		srv.set.delivered(m)
 	}
 }
 

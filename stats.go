@@ -139,7 +139,7 @@ const stateSaveInterval = 10 * time.Second
 // <file>.corrupt for inspection, and the counters start from zero: losing
 // statistics must not keep a mail server down.
 func (srv *Server) loadState() {
-	name := srv.Config.StateFile
+	name := srv.set.stateFile
 	if name == "" {
 		return
 	}
@@ -165,7 +165,7 @@ func (srv *Server) loadState() {
 // saveState writes the persistent counters to the state file atomically: a
 // temporary file in the same directory, fsynced, renamed over the old one.
 func (srv *Server) saveState() error {
-	name := srv.Config.StateFile
+	name := srv.set.stateFile
 	if name == "" {
 		return nil
 	}
@@ -212,7 +212,7 @@ func writeFileAtomic(name string, data []byte, perm os.FileMode) error {
 // startStateSaver starts saving the counters every stateSaveInterval, once,
 // when the server begins serving; stopStateSaver stops it.
 func (srv *Server) startStateSaver() {
-	if srv.Config.StateFile == "" {
+	if srv.set.stateFile == "" {
 		return
 	}
 	srv.mu.Lock()
