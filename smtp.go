@@ -95,7 +95,7 @@ type Config struct {
 	// MetricsAddr is the UDP address ListenAndServe also serves the
 	// management protocol on (SPEC §6); "" means none. Keep it on a
 	// loopback address unless the network is trusted: the protocol is
-	// authenticated, not encrypted.
+	// authenticated, not encrypted. It needs MetricsKey.
 	MetricsAddr string
 	// MetricsKey is the secret that authenticates management requests
 	// and responses (HMAC-SHA256); at least 16 bytes. The management
@@ -344,9 +344,6 @@ func (srv *Server) setup() error {
 	if srv.log == nil {
 		srv.log = slog.Default()
 	}
-	if key := set.metricsKey; len(key) > 0 && len(key) < minMetricsKey {
-		return errors.New("smtpd: Config.MetricsKey must hold at least 16 bytes")
-	}
 	srv.maxSize.Store(srv.Config.MaxMessageBytes)
 	if srv.Config.MaxMessageBytes == 0 {
 		srv.maxSize.Store(DefaultMaxMessageBytes)
@@ -450,6 +447,16 @@ func (c *Config) settings() (settings, error) {
 		return s, errors.New("smtpd: Config.RequireAuth needs Config.Authenticate")
 	case c.TLSAddr != "" && c.TLSConfig == nil:
 		return s, errors.New("smtpd: Config.TLSAddr needs Config.TLSConfig")
+	case c.MetricsAddr != "" && len(c.MetricsKey) == 0:
+		return s, errors.New("smtpd: Config.MetricsAddr needs Config.MetricsKey")
+	case len(c.MetricsKey) > 0 && len(c.MetricsKey) < minMetricsKey:
+		return s, errors.New("smtpd: Config.MetricsKey must hold at least 16 bytes")
+	}
+	// A typo in an address is found now, not when ListenAndServe binds.
+	for _, a := range [...]struct{ field, addr string }{{"Addr", c.Addr}, {"TLSAddr", c.TLSAddr}, {"MetricsAddr", c.MetricsAddr}} {
+		if _, _, err := net.SplitHostPort(a.addr); a.addr != "" && err != nil {
+			return s, fmt.Errorf("smtpd: Config.%s: %w", a.field, err)
+		}
 	}
 	for _, p := range c.ProxyFrom {
 		if !p.IsValid() {
@@ -498,40 +505,6 @@ func validDomain(d string) bool {
 // domain-less <postmaster> is always local (RFC 5321 §4.5.1).
 func (srv *Server) isLocalDomain(domain string) bool {
 	return len(srv.set.domains) == 0 || domain == "" || srv.set.domains[strings.ToLower(domain)]
-}
-
-// ListenAndServe listens on Config.Addr and serves SMTP until Shutdown or
-// Close, and the management protocol on Config.MetricsAddr if it is set. To
-// learn the address of a ":0" listener, listen yourself and call Serve (and
-// ServeMetrics) instead.
-func (srv *Server) ListenAndServe() error {
-	if err := srv.init(); err != nil {
-		return err
-	}
-	if srv.shuttingDown() {
-		return ErrServerClosed
-	}
-	l, err := net.Listen("tcp", srv.set.addr)
-	if err != nil {
-		return err
-	}
-	if srv.set.tlsAddr != "" {
-		tl, err := net.Listen("tcp", srv.set.tlsAddr)
-		if err != nil {
-			l.Close()
-			return err
-		}
-		go srv.ServeTLS(tl)
-	}
-	if srv.set.metricsAddr != "" {
-		pc, err := net.ListenPacket("udp", srv.set.metricsAddr)
-		if err != nil {
-			l.Close()
-			return err
-		}
-		go srv.ServeMetrics(pc)
-	}
-	return srv.Serve(l)
 }
 
 // Serve accepts connections on l and serves each in its own goroutine. It
