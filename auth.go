@@ -24,6 +24,7 @@ var (
 	errAuthCancelled = errors.New("authentication cancelled by the client")
 	errBadBase64     = errors.New("response is not base64")
 	errSASLRounds    = errors.New("too many SASL rounds")
+	errAuthBusy      = errors.New("no password check free in time")
 )
 
 // maxSASLRounds bounds the challenges of one AUTH command. PLAIN needs at
@@ -102,6 +103,10 @@ func (s *session) cmdAUTH(arg string) reply {
 		return s.timeoutReply()
 	case connErr != nil:
 		return replyHangUp
+	case errors.Is(backendErr, errAuthBusy):
+		s.event("no password check free within the command timeout")
+		s.logger().Warn("smtpd: AUTH refused: too many password checks at once", "max", s.srv.set.maxAuthChecks)
+		return replyAuthTemporary
 	case backendErr != nil:
 		s.logger().Error("smtpd: authentication backend failed", "err", backendErr)
 		return replyAuthTemporary
@@ -109,8 +114,10 @@ func (s *session) cmdAUTH(arg string) reply {
 	return s.authFailed(mech)
 }
 
-// authenticate checks credentials with Config.Authenticate; in TestMode it
-// records them, and accepts any when there is no Authenticate.
+// authenticate checks credentials with Config.Authenticate, once the
+// server's authGate lets it; in TestMode it records them, and accepts any
+// when there is no Authenticate. Waiting ends with ctx, and then
+// authenticate returns errAuthBusy.
 func (s *session) authenticate(ctx context.Context, user, password string) error {
 	set := &s.srv.set
 	if set.testMode {
@@ -119,6 +126,12 @@ func (s *session) authenticate(ctx context.Context, user, password string) error
 			return nil
 		}
 	}
+	ip := remoteIP(s.remote)
+	queued := func() { s.event("waiting for a password check: %d run at once", set.maxAuthChecks) }
+	if err := s.srv.authGate.acquire(ctx, ip, queued); err != nil {
+		return err
+	}
+	defer s.srv.authGate.release(ip)
 	return set.authenticate(ctx, user, password)
 }
 

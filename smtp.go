@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -173,6 +174,17 @@ type Config struct {
 	// MaxAuthFailures is how many failed AUTH attempts a session may make;
 	// the last one is answered 421 4.7.0 and the session closed. 0 means 3.
 	MaxAuthFailures int
+	// MaxAuthChecks is the most calls of Authenticate running at once;
+	// an AUTH over it waits its turn, up to CommandTimeout, and then gets
+	// 454 4.7.0. A bcrypt check keeps a core busy for tens of
+	// milliseconds, so without a bound many sessions guessing passwords
+	// take every core (Dovecot likewise checks passwords in a fixed
+	// number of workers). Turns go first to the client addresses with the
+	// fewest checks running, so a real user does not queue behind the
+	// guesses of another address. 0 means runtime.GOMAXPROCS at start;
+	// raise it for an Authenticate that mostly waits, on a remote
+	// database for instance.
+	MaxAuthChecks int
 
 	// MaxConnsPerIP is the most concurrent sessions from one client IP
 	// address (the real client's, behind a trusted proxy); a client over
@@ -227,6 +239,7 @@ type settings struct {
 	limitLoopback    bool // MaxConnsPerIP was set: loopback clients count too
 	sessionTimeout   time.Duration
 	greetDelay       time.Duration
+	maxAuthChecks    int
 
 	// The rest of Config, copied so that a running server never reads
 	// Config again.
@@ -291,6 +304,7 @@ type Server struct {
 	filterOn      atomic.Bool  // the run-time content filter switch
 	nextSession   atomic.Uint64
 	faults        atomic.Pointer[faults] // the fault plan in force, if any
+	authGate      *authGate              // admits calls of Authenticate (MaxAuthChecks)
 	stats         counters
 	replay        replayGuard  // of the management protocol
 	refused       atomic.Int64 // management requests refused since the last log line
@@ -351,6 +365,7 @@ func (srv *Server) setup() error {
 	srv.verbose.Store(srv.Config.Verbose)
 	srv.filterOn.Store(srv.Config.Filter != nil)
 	srv.ctx, srv.cancel = context.WithCancel(context.Background())
+	srv.authGate = newAuthGate(set.maxAuthChecks)
 	srv.trace = newTracer(&srv.Config, &srv.verbose)
 	if err := os.MkdirAll(set.dataDir, 0o700); err != nil {
 		return fmt.Errorf("smtpd: data directory: %w", err)
@@ -390,6 +405,7 @@ func (c *Config) settings() (settings, error) {
 		limitLoopback:    c.MaxConnsPerIP != 0,
 		sessionTimeout:   orDefault(c.SessionTimeout, DefaultSessionTimeout),
 		greetDelay:       c.GreetDelay,
+		maxAuthChecks:    orDefault(c.MaxAuthChecks, runtime.GOMAXPROCS(0)),
 
 		addr:              orDefault(c.Addr, DefaultAddr),
 		tlsAddr:           c.TLSAddr,
@@ -437,6 +453,8 @@ func (c *Config) settings() (settings, error) {
 		return s, errors.New("smtpd: Config.AuthFailureDelay must not be negative")
 	case c.MaxAuthFailures < 0:
 		return s, errors.New("smtpd: Config.MaxAuthFailures must not be negative")
+	case c.MaxAuthChecks < 0:
+		return s, errors.New("smtpd: Config.MaxAuthChecks must not be negative")
 	case c.MaxConnsPerIP < 0:
 		return s, errors.New("smtpd: Config.MaxConnsPerIP must not be negative")
 	case c.SessionTimeout < 0:
