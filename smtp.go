@@ -370,6 +370,10 @@ func (srv *Server) setup() error {
 	if err := os.MkdirAll(set.dataDir, 0o700); err != nil {
 		return fmt.Errorf("smtpd: data directory: %w", err)
 	}
+	if fi, err := os.Stat(set.dataDir); err == nil && writableByOthers(fi) {
+		srv.log.Warn("smtpd: the data directory is writable by other users, who can plant files and links in it; chmod go-w it",
+			"dir", set.dataDir, "mode", fi.Mode().Perm().String())
+	}
 	if srv.store, err = newMaildir(set.maildirRoot, set.hostname); err != nil {
 		return fmt.Errorf("smtpd: Maildir root: %w", err)
 	}

@@ -5,9 +5,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 )
 
@@ -51,9 +53,23 @@ func loadOrCreateKey(name string) ([]byte, error) {
 	return key, nil
 }
 
-// readKey reads a hex management key of at least 16 bytes from name.
+// readKey reads a hex management key of at least 16 bytes from name. As
+// ssh does with a private key, it refuses a file that users other than its
+// owner may read or write: the key would be theirs too.
 func readKey(name string) ([]byte, error) {
-	data, err := os.ReadFile(name)
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
+		return nil, fmt.Errorf("%s: permissions %#o are too open: the key must be for its owner only (chmod 600 %s)", name, perm, name)
+	}
+	data, err := io.ReadAll(f)
 	if err != nil {
 		return nil, err
 	}
