@@ -8,9 +8,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
+
+	"github.com/tpe-protos/smtpd/internal/atomicfile"
 )
 
 // keySize is the size of a key smtpd creates: 256 bits.
@@ -27,27 +28,11 @@ func loadOrCreateKey(name string) ([]byte, error) {
 	}
 	key := make([]byte, keySize)
 	rand.Read(key)
-	tmp, err := os.CreateTemp(filepath.Dir(name), ".metrics.key.*")
-	if err != nil {
-		return nil, err
-	}
-	defer os.Remove(tmp.Name())
-	_, err = fmt.Fprintln(tmp, hex.EncodeToString(key))
-	if err == nil {
-		err = tmp.Chmod(0o600)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, err
-	}
-	if err := os.Link(tmp.Name(), name); errors.Is(err, fs.ErrExist) {
+	err := atomicfile.Create(name, []byte(hex.EncodeToString(key)+"\n"), 0o600)
+	if errors.Is(err, fs.ErrExist) {
 		return readKey(name) // another server was first
-	} else if err != nil {
+	}
+	if err != nil {
 		return nil, err
 	}
 	return key, nil
