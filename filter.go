@@ -68,13 +68,14 @@ const (
 // Exit status 0 stores the output. Status 65 (EX_DATAERR) or 77 (EX_NOPERM)
 // refuses the message with 554 5.7.1 and the first line the program wrote
 // to its standard error. Status 75 (EX_TEMPFAIL), any other status, a crash
-// or a timeout answer 451 4.3.0. The program runs in a process group of its
-// own, which is killed as soon as the program exits (and at the timeout, or
-// when the server closes), so that nothing it started outlives it: what a
-// background child writes after the program's exit is not stored, and a
-// child holding the output open does not delay the message. Only a process
-// that leaves the group (setsid) escapes; Unix only. The program is always
-// waited for, so it leaves no zombie.
+// or a timeout answer 451 4.3.0. On Unix the program runs in a process
+// group of its own, which is killed as soon as the program exits (and at the
+// timeout, or when the server closes), so that nothing it started outlives
+// it (short of leaving the group with setsid): the message never waits for
+// a background child, even one holding the output open, and what such a
+// child would write later is lost. Elsewhere only the program itself is
+// killed, at the timeout. The program is always waited for, so it leaves no
+// zombie.
 type CommandFilter struct {
 	// Args is the program and its arguments.
 	Args []string
