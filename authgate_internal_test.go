@@ -54,6 +54,15 @@ func (w *gateWaiter) mustAdmit(t *testing.T) {
 	}
 }
 
+// mustBeIdle fails unless every one of the gate's slots is free and it
+// remembers no address.
+func mustBeIdle(t *testing.T, g *authGate, slots int) {
+	t.Helper()
+	if g.free != slots || len(g.addrs) != 0 {
+		t.Errorf("%d slots free, %d addresses known; want %d and 0", g.free, len(g.addrs), slots)
+	}
+}
+
 var (
 	addrA = netip.MustParseAddr("192.0.2.1")
 	addrB = netip.MustParseAddr("198.51.100.7")
@@ -91,9 +100,7 @@ func TestAuthGateFairness(t *testing.T) {
 	a4.mustAdmit(t)
 	g.release(addrA)
 	g.release(addrA)
-	if g.free != 2 || len(g.addrs) != 0 {
-		t.Errorf("after every release: %d slots free, %d addresses known; want 2 and 0", g.free, len(g.addrs))
-	}
+	mustBeIdle(t, g, 2)
 }
 
 // TestAuthGateTakesTurns: with one slot, addresses take turns, each
@@ -117,9 +124,7 @@ func TestAuthGateTakesTurns(t *testing.T) {
 		w.mustAdmit(t)
 	}
 	g.release(addrA)
-	if g.free != 1 || len(g.addrs) != 0 {
-		t.Errorf("after every release: %d slots free, %d addresses known; want 1 and 0", g.free, len(g.addrs))
-	}
+	mustBeIdle(t, g, 1)
 }
 
 // TestAuthGateGivesUp: a check that waits until its context ends gets
@@ -141,9 +146,7 @@ func TestAuthGateGivesUp(t *testing.T) {
 		t.Fatal("acquire still waits after its context ended")
 	}
 	g.release(addrA)
-	if g.free != 1 || len(g.addrs) != 0 {
-		t.Errorf("%d slots free, %d addresses known; want 1 and 0", g.free, len(g.addrs))
-	}
+	mustBeIdle(t, g, 1)
 }
 
 // TestGateKey: an IPv6 client is counted by its /64.
