@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"os"
 	"sync"
 	"time"
@@ -67,12 +68,26 @@ func (a *accessLog) write(m *Message, at time.Time) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.f == nil {
-		if a.f, err = os.OpenFile(a.name, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err != nil {
+		if a.f, err = openNoFollow(a.name, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err != nil {
 			return err
 		}
 	}
 	_, err = a.f.Write(b.Bytes())
 	return err
+}
+
+// openNoFollow opens a file of the data directory, but not through a
+// symbolic link: one planted there (by anyone who can write to the
+// directory) would have the server append its log to a file of the
+// link's choosing.
+func openNoFollow(name string, flag int, perm os.FileMode) (*os.File, error) {
+	f, err := os.OpenFile(name, flag|oNoFollow, perm)
+	if err != nil {
+		if fi, lerr := os.Lstat(name); lerr == nil && fi.Mode()&os.ModeSymlink != 0 {
+			return nil, fmt.Errorf("%s is a symbolic link: not followed", name)
+		}
+	}
+	return f, err
 }
 
 func tlsVersion(st *tls.ConnectionState) string {

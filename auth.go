@@ -24,6 +24,7 @@ var (
 	errAuthCancelled = errors.New("authentication cancelled by the client")
 	errBadBase64     = errors.New("response is not base64")
 	errSASLRounds    = errors.New("too many SASL rounds")
+	errAuthBusy      = errors.New("no password check free in time")
 )
 
 // maxSASLRounds bounds the challenges of one AUTH command. PLAIN needs at
@@ -35,7 +36,7 @@ const maxSASLRounds = 4
 // (draft-murchison-sasl-login), as RFC 4954 describes.
 func (s *session) cmdAUTH(arg string) reply {
 	switch {
-	case s.srv.Config.Authenticate == nil && !s.srv.Config.TestMode:
+	case s.srv.set.authenticate == nil && !s.srv.set.testMode:
 		return replyNotImplemented
 	case s.state < stateReady:
 		return replyNeedHELO
@@ -64,7 +65,7 @@ func (s *session) cmdAUTH(arg string) reply {
 		// RFC 4616 §2: an authorization identity other than the user's
 		// own means acting for someone else, which only TestMode allows
 		// (and records, for tests of clients that do it).
-		if identity != "" && identity != name && !s.srv.Config.TestMode {
+		if identity != "" && identity != name && !s.srv.set.testMode {
 			return ErrAuthFailed
 		}
 		ctx, cancel := context.WithTimeout(s.srv.ctx, s.srv.set.commandTimeout)
@@ -112,6 +113,10 @@ func (s *session) cmdAUTH(arg string) reply {
 		return s.timeoutReply()
 	case connErr != nil:
 		return replyHangUp
+	case errors.Is(backendErr, errAuthBusy):
+		s.event("no password check free within the command timeout")
+		s.logger().Warn("smtpd: AUTH refused: too many password checks at once", "max", s.srv.set.maxAuthChecks)
+		return replyAuthTemporary
 	case backendErr != nil:
 		s.logger().Error("smtpd: authentication backend failed", "err", backendErr)
 		return replyAuthTemporary
@@ -119,17 +124,25 @@ func (s *session) cmdAUTH(arg string) reply {
 	return s.authFailed(mech)
 }
 
-// authenticate checks credentials with Config.Authenticate; in TestMode it
-// records them, and accepts any when there is no Authenticate.
+// authenticate checks credentials with Config.Authenticate, once the
+// server's authGate lets it; in TestMode it records them, and accepts any
+// when there is no Authenticate. Waiting ends with ctx, and then
+// authenticate returns errAuthBusy.
 func (s *session) authenticate(ctx context.Context, user, password string) error {
-	c := &s.srv.Config
-	if c.TestMode {
+	set := &s.srv.set
+	if set.testMode {
 		s.authPassword = password
-		if c.Authenticate == nil {
+		if set.authenticate == nil {
 			return nil
 		}
 	}
-	return c.Authenticate(ctx, user, password)
+	ip := remoteIP(s.remote)
+	queued := func() { s.event("waiting for a password check: %d run at once", set.maxAuthChecks) }
+	if err := s.srv.authGate.acquire(ctx, ip, queued); err != nil {
+		return err
+	}
+	defer s.srv.authGate.release(ip)
+	return set.authenticate(ctx, user, password)
 }
 
 // authChallenge sends a 334 challenge and reads the client's response line,

@@ -68,9 +68,13 @@ const (
 // Exit status 0 stores the output. Status 65 (EX_DATAERR) or 77 (EX_NOPERM)
 // refuses the message with 554 5.7.1 and the first line the program wrote
 // to its standard error. Status 75 (EX_TEMPFAIL), any other status, a crash
-// or a timeout answer 451 4.3.0. The program runs in a process group of its
-// own, which is killed at the timeout or when the server closes, so that
-// nothing it started outlives it; it is always waited for, so it leaves no
+// or a timeout answer 451 4.3.0. On Unix the program runs in a process
+// group of its own, which is killed as soon as the program exits (and at the
+// timeout, or when the server closes), so that nothing it started outlives
+// it (short of leaving the group with setsid): the message never waits for
+// a background child, even one holding the output open, and what such a
+// child would write later is lost. Elsewhere only the program itself is
+// killed, at the timeout. The program is always waited for, so it leaves no
 // zombie.
 type CommandFilter struct {
 	// Args is the program and its arguments.
@@ -91,11 +95,11 @@ func (f CommandFilter) Filter(ctx context.Context, m *Message, r io.Reader, w io
 	stderr := &headBuffer{max: maxFilterStderr}
 	cmd.Stderr = stderr
 	cmd.Env = append(os.Environ(), filterEnv(m)...)
-	// A program that exits but leaves a child holding its output open
-	// must not hold the session: Wait gives up on the pipes after this.
+	// A child that left the process group (setsid) and holds the output
+	// open must not hold the session: Wait gives up on the pipes after
+	// this.
 	cmd.WaitDelay = time.Second
-	inProcessGroup(cmd)
-	err := cmd.Run()
+	err := runInProcessGroup(cmd)
 	var exitErr *exec.ExitError
 	switch {
 	case err == nil:
@@ -168,15 +172,15 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 // activeFilter returns the filter to run, or nil when there is none or it
 // is switched off.
 func (srv *Server) activeFilter() Filter {
-	if srv.Config.Filter == nil || !srv.filterOn.Load() {
+	if srv.set.filter == nil || !srv.filterOn.Load() {
 		return nil
 	}
-	return srv.Config.Filter
+	return srv.set.filter
 }
 
 // hasFilter reports whether a content filter is configured, so that the
 // management protocol can switch it on.
-func (srv *Server) hasFilter() bool { return srv.Config.Filter != nil }
+func (srv *Server) hasFilter() bool { return srv.set.filter != nil }
 
 // runFilter filters message m from in to out within FilterTimeout. Output
 // over the size limit stops the filter and returns errFilterOutputTooLarge.

@@ -4,6 +4,6 @@ package smtpd
 
 import "os/exec"
 
-// inProcessGroup does nothing where process groups are not available:
-// cancelling cmd kills the program only.
-func inProcessGroup(cmd *exec.Cmd) {}
+// runInProcessGroup runs cmd where process groups are not available:
+// cancelling it kills the program only.
+func runInProcessGroup(cmd *exec.Cmd) error { return cmd.Run() }

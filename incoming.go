@@ -55,12 +55,12 @@ func (s *session) openMessage(m *Message, in *incoming) (reply, bool) {
 		return append(m.traceHeaders(host), m.missingHeaders(seen, host)...)
 	})
 	writers := []io.Writer{in.stored}
-	if s.srv.Config.Delivered != nil {
+	if s.srv.set.delivered != nil {
 		in.kept = new(bytes.Buffer)
 		writers = append(writers, in.kept)
 	}
 	// A binary body (RFC 3030 §3) may hold any octet, bare LFs included.
-	if s.srv.Config.StrictCRLF && m.BodyType != "BINARYMIME" {
+	if s.srv.set.strictCRLF && m.BodyType != "BINARYMIME" {
 		in.strict = new(bareLFDetector)
 		writers = append(writers, in.strict)
 	}

@@ -15,7 +15,7 @@ const minMetricsKey = 16
 // pc until Shutdown or Close. It always returns a non-nil error and closes
 // pc; after Shutdown or Close the error is ErrServerClosed.
 //
-// Config.MetricsKey must hold at least 16 bytes. Requests are answered one
+// It needs Config.MetricsKey, of at least 16 bytes. Requests are answered one
 // at a time on the calling goroutine: each takes a few microseconds, and no
 // datagram, however malformed, can block the loop.
 func (srv *Server) ServeMetrics(pc net.PacketConn) error {
@@ -23,8 +23,8 @@ func (srv *Server) ServeMetrics(pc net.PacketConn) error {
 	if err := srv.init(); err != nil {
 		return err
 	}
-	if len(srv.Config.MetricsKey) < minMetricsKey {
-		return errors.New("smtpd: Config.MetricsKey must hold at least 16 bytes")
+	if len(srv.set.metricsKey) == 0 {
+		return errors.New("smtpd: ServeMetrics needs Config.MetricsKey")
 	}
 	if !srv.trackPacketConn(pc, true) {
 		return ErrServerClosed
@@ -81,7 +81,7 @@ func (srv *Server) MetricsAddr() net.Addr {
 // answer returns the response to a request datagram, or nil when the
 // datagram deserves none.
 func (srv *Server) answer(datagram []byte, now time.Time) []byte {
-	key := srv.Config.MetricsKey
+	key := srv.set.metricsKey
 	req, err := parseRequest(datagram, key)
 	resp := response{id: req.id, command: req.command}
 	switch {

@@ -684,7 +684,7 @@ func FuzzAnswer(f *testing.F) {
 // fuzz targets make one per input.
 func bareServer() *Server {
 	srv := &Server{
-		Config:  Config{MetricsKey: exampleKey()},
+		set:     settings{metricsKey: exampleKey()},
 		log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		started: time.Now(),
 	}

@@ -194,11 +194,11 @@ func unexpected(err error) error {
 // fromTrustedProxy reports whether the connection comes from an address in
 // Config.ProxyFrom.
 func (s *session) fromTrustedProxy() bool {
-	if len(s.srv.Config.ProxyFrom) == 0 {
+	if len(s.srv.set.proxyFrom) == 0 {
 		return false
 	}
 	ip := remoteIP(s.remote)
-	for _, p := range s.srv.Config.ProxyFrom {
+	for _, p := range s.srv.set.proxyFrom {
 		if ip.IsValid() && p.Contains(ip) {
 			return true
 		}

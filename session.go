@@ -468,7 +468,7 @@ func (s *session) readLine() (string, error) {
 	s.crlf = s.crlf || !s.lfOnly
 	if s.lfOnly {
 		s.srv.stats.bareLF.Add(1)
-		if s.srv.Config.StrictCRLF {
+		if s.srv.set.strictCRLF {
 			return string(line), errBareLF
 		}
 	}
@@ -706,10 +706,10 @@ func (s *session) cmdMAIL(arg string) reply {
 		return replyNeedHELO
 	case s.state > stateReady:
 		return replyNestedMAIL
-	case s.srv.Config.RequireAuth && s.authUser == "":
+	case s.srv.set.requireAuth && s.authUser == "":
 		return s.replyNeedAuth()
 	}
-	from, null, params, err := parseMail(arg, s.esmtp, s.srv.Config.TestMode)
+	from, null, params, err := parseMail(arg, s.esmtp, s.srv.set.testMode)
 	switch {
 	case errors.Is(err, errUnknownParam):
 		return replyUnknownParameter
@@ -746,7 +746,7 @@ func (s *session) cmdRCPT(arg string) reply {
 	case s.chunks != nil:
 		return replyRcptAfterBDAT
 	}
-	to, params, err := parseRcpt(arg, s.esmtp, s.srv.Config.TestMode)
+	to, params, err := parseRcpt(arg, s.esmtp, s.srv.set.testMode)
 	switch {
 	case errors.Is(err, errUnknownParam):
 		return replyUnknownParameter

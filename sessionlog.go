@@ -167,8 +167,8 @@ func exchanges(lines []TranscriptLine) []Exchange {
 // keeps none: when neither Config.Delivered (for Message.Transcript) nor
 // the session hooks need one.
 func (srv *Server) newSessionLog(id string, remote net.Addr) *SessionLog {
-	c := &srv.Config
-	if c.Delivered == nil && c.SessionStarted == nil && c.SessionEnded == nil && !srv.web.keepsTranscripts() {
+	set := &srv.set
+	if set.delivered == nil && set.sessionStarted == nil && set.sessionEnded == nil && !srv.web.keepsTranscripts() {
 		return nil
 	}
 	return &SessionLog{id: id, start: time.Now(), remote: remote}
@@ -325,7 +325,7 @@ func (s *session) started() {
 	s.log.mu.Lock()
 	s.log.remote = s.remote
 	s.log.mu.Unlock()
-	if f := s.srv.Config.SessionStarted; f != nil {
+	if f := s.srv.set.sessionStarted; f != nil {
 		f(s.log)
 	}
 }
@@ -336,7 +336,7 @@ func (s *session) ended() {
 		return
 	}
 	s.log.finish(s.srv.closing.Load())
-	if f := s.srv.Config.SessionEnded; f != nil {
+	if f := s.srv.set.sessionEnded; f != nil {
 		f(s.log)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +25,12 @@ import (
 // Config holds the settings of a Server. The zero Config is valid and safe:
 // a zero field means the documented default, never "unlimited". Negative
 // numbers are refused, but for MaxConnsPerIP's -1 (no limit).
+//
+// A Server reads its Config once, in NewServer (or, for a Server made
+// without it, when it starts serving), and keeps its own copy: changing
+// the Config, or the slices it holds, afterwards has no effect. A running
+// server is changed only through Server.SetFaults and the management
+// protocol.
 type Config struct {
 	// Addr is the TCP address ListenAndServe listens on; "" means ":2525".
 	Addr string
@@ -89,7 +97,7 @@ type Config struct {
 	// MetricsAddr is the UDP address ListenAndServe also serves the
 	// management protocol on (docs/metrics-protocol.md); "" means none. Keep it on a
 	// loopback address unless the network is trusted: the protocol is
-	// authenticated, not encrypted.
+	// authenticated, not encrypted. It needs MetricsKey.
 	MetricsAddr string
 	// HTTPAddr is the TCP address ListenAndServe also serves the HTTP
 	// view on (Handler: the web page, the JSON API, the event stream and
@@ -199,6 +207,17 @@ type Config struct {
 	// MaxAuthFailures is how many failed AUTH attempts a session may make;
 	// the last one is answered 421 4.7.0 and the session closed. 0 means 3.
 	MaxAuthFailures int
+	// MaxAuthChecks is the most calls of Authenticate running at once;
+	// an AUTH over it waits its turn, up to CommandTimeout, and then gets
+	// 454 4.7.0. A bcrypt check keeps a core busy for tens of
+	// milliseconds, so without a bound many sessions guessing passwords
+	// take every core (Dovecot likewise checks passwords in a fixed
+	// number of workers). Turns go first to the client addresses with the
+	// fewest checks running, so a real user does not queue behind the
+	// guesses of another address. 0 means runtime.GOMAXPROCS at start;
+	// raise it for an Authenticate that mostly waits, on a remote
+	// database for instance.
+	MaxAuthChecks int
 
 	// MaxConnsPerIP is the most concurrent sessions from one client IP
 	// address (the real client's, behind a trusted proxy); a client over
@@ -259,6 +278,24 @@ type settings struct {
 	sessionTimeout   time.Duration
 	greetDelay       time.Duration
 	lmtp             bool // speak LMTP (RFC 2033)
+	maxAuthChecks    int
+
+	// The rest of Config, copied so that a running server never reads
+	// Config again.
+	addr, tlsAddr, metricsAddr string
+	httpAddr                   string
+	strictCRLF                 bool
+	testMode                   bool
+	authenticate               func(ctx context.Context, user, password string) error
+	allowInsecureAuth          bool
+	requireAuth                bool
+	proxyFrom                  []netip.Prefix
+	delivered                  func(*Message)
+	sessionStarted             func(*SessionLog)
+	sessionEnded               func(*SessionLog)
+	filter                     Filter
+	metricsKey                 []byte
+	stateFile                  string
 }
 
 // Defaults, as the README's Command line section lists them, and from
@@ -286,8 +323,9 @@ var ErrServerClosed = errors.New("smtpd: Server closed")
 
 // Server is an SMTP server that stores what it accepts in Maildirs.
 // Create one with NewServer, or use &Server{Config: c}, whose Config is
-// checked when it starts serving. A Server must not be copied once used,
-// nor reused after Shutdown or Close.
+// checked when it starts serving. Either way Config is read then, once:
+// later changes to it have no effect. A Server must not be copied once
+// used, nor reused after Shutdown or Close.
 type Server struct {
 	Config Config
 
@@ -309,6 +347,7 @@ type Server struct {
 	filterOn      atomic.Bool  // the run-time content filter switch
 	nextSession   atomic.Uint64
 	faults        atomic.Pointer[faults] // the fault plan in force, if any
+	authGate      *authGate              // admits calls of Authenticate (MaxAuthChecks)
 	stats         counters
 	replay        replayGuard  // of the management protocol
 	refused       atomic.Int64 // management requests refused since the last log line
@@ -364,9 +403,6 @@ func (srv *Server) setup() error {
 	if srv.log == nil {
 		srv.log = slog.Default()
 	}
-	if key := srv.Config.MetricsKey; len(key) > 0 && len(key) < minMetricsKey {
-		return errors.New("smtpd: Config.MetricsKey must hold at least 16 bytes")
-	}
 	srv.maxSize.Store(srv.Config.MaxMessageBytes)
 	if srv.Config.MaxMessageBytes == 0 {
 		srv.maxSize.Store(DefaultMaxMessageBytes)
@@ -374,9 +410,14 @@ func (srv *Server) setup() error {
 	srv.verbose.Store(srv.Config.Verbose)
 	srv.filterOn.Store(srv.Config.Filter != nil)
 	srv.ctx, srv.cancel = context.WithCancel(context.Background())
+	srv.authGate = newAuthGate(set.maxAuthChecks)
 	srv.trace = newTracer(&srv.Config, &srv.verbose, &srv.web.events)
 	if err := os.MkdirAll(set.dataDir, 0o700); err != nil {
 		return fmt.Errorf("smtpd: data directory: %w", err)
+	}
+	if fi, err := os.Stat(set.dataDir); err == nil && writableByOthers(fi) {
+		srv.log.Warn("smtpd: the data directory is writable by other users, who can plant files and links in it; chmod go-w it",
+			"dir", set.dataDir, "mode", fi.Mode().Perm().String())
 	}
 	if srv.store, err = newMaildir(set.maildirRoot, set.hostname); err != nil {
 		return fmt.Errorf("smtpd: Maildir root: %w", err)
@@ -414,6 +455,24 @@ func (c *Config) settings() (settings, error) {
 		sessionTimeout:   orDefault(c.SessionTimeout, DefaultSessionTimeout),
 		greetDelay:       c.GreetDelay,
 		lmtp:             c.LMTP,
+		maxAuthChecks:    orDefault(c.MaxAuthChecks, runtime.GOMAXPROCS(0)),
+
+		addr:              orDefault(c.Addr, DefaultAddr),
+		tlsAddr:           c.TLSAddr,
+		metricsAddr:       c.MetricsAddr,
+		httpAddr:          c.HTTPAddr,
+		strictCRLF:        c.StrictCRLF,
+		testMode:          c.TestMode,
+		authenticate:      c.Authenticate,
+		allowInsecureAuth: c.AllowInsecureAuth,
+		requireAuth:       c.RequireAuth,
+		proxyFrom:         slices.Clone(c.ProxyFrom),
+		delivered:         c.Delivered,
+		sessionStarted:    c.SessionStarted,
+		sessionEnded:      c.SessionEnded,
+		filter:            c.Filter,
+		metricsKey:        slices.Clone(c.MetricsKey),
+		stateFile:         c.StateFile,
 	}
 	s.maildirRoot = orDefault(c.MaildirRoot, filepath.Join(s.dataDir, "Maildir"))
 	// The greeting, EHLO reply and Received header name the server with
@@ -447,6 +506,8 @@ func (c *Config) settings() (settings, error) {
 		return s, errors.New("smtpd: Config.AuthFailureDelay must not be negative")
 	case c.MaxAuthFailures < 0:
 		return s, errors.New("smtpd: Config.MaxAuthFailures must not be negative")
+	case c.MaxAuthChecks < 0:
+		return s, errors.New("smtpd: Config.MaxAuthChecks must not be negative")
 	case c.MaxConnsPerIP < -1:
 		return s, errors.New("smtpd: Config.MaxConnsPerIP must be -1 (no limit), 0 (the default) or positive")
 	case c.SessionTimeout < 0:
@@ -457,6 +518,16 @@ func (c *Config) settings() (settings, error) {
 		return s, errors.New("smtpd: Config.RequireAuth needs Config.Authenticate")
 	case c.TLSAddr != "" && c.TLSConfig == nil:
 		return s, errors.New("smtpd: Config.TLSAddr needs Config.TLSConfig")
+	case c.MetricsAddr != "" && len(c.MetricsKey) == 0:
+		return s, errors.New("smtpd: Config.MetricsAddr needs Config.MetricsKey")
+	case len(c.MetricsKey) > 0 && len(c.MetricsKey) < minMetricsKey:
+		return s, errors.New("smtpd: Config.MetricsKey must hold at least 16 bytes")
+	}
+	// A typo in an address is found now, not when ListenAndServe binds.
+	for _, a := range [...]struct{ field, addr string }{{"Addr", c.Addr}, {"TLSAddr", c.TLSAddr}, {"MetricsAddr", c.MetricsAddr}} {
+		if _, _, err := net.SplitHostPort(a.addr); a.addr != "" && err != nil {
+			return s, fmt.Errorf("smtpd: Config.%s: %w", a.field, err)
+		}
 	}
 	for _, p := range c.ProxyFrom {
 		if !p.IsValid() {
@@ -505,48 +576,6 @@ func validDomain(d string) bool {
 // domain-less <postmaster> is always local (RFC 5321 §4.5.1).
 func (srv *Server) isLocalDomain(domain string) bool {
 	return len(srv.set.domains) == 0 || domain == "" || srv.set.domains[strings.ToLower(domain)]
-}
-
-// ListenAndServe listens on Config.Addr and serves SMTP until Shutdown or
-// Close, the management protocol on Config.MetricsAddr and the HTTP view on
-// Config.HTTPAddr if they are set. To learn the address of a ":0" listener,
-// listen yourself and call Serve (and ServeMetrics, ServeWeb) instead.
-func (srv *Server) ListenAndServe() error {
-	if err := srv.init(); err != nil {
-		return err
-	}
-	if srv.shuttingDown() {
-		return ErrServerClosed
-	}
-	l, err := net.Listen("tcp", orDefault(srv.Config.Addr, DefaultAddr))
-	if err != nil {
-		return err
-	}
-	if srv.Config.TLSAddr != "" {
-		tl, err := net.Listen("tcp", srv.Config.TLSAddr)
-		if err != nil {
-			l.Close()
-			return err
-		}
-		go srv.ServeTLS(tl)
-	}
-	if srv.Config.MetricsAddr != "" {
-		pc, err := net.ListenPacket("udp", srv.Config.MetricsAddr)
-		if err != nil {
-			l.Close()
-			return err
-		}
-		go srv.ServeMetrics(pc)
-	}
-	hl, err := srv.listenWeb()
-	if err != nil {
-		l.Close()
-		return err
-	}
-	if hl != nil {
-		go srv.ServeWeb(hl)
-	}
-	return srv.Serve(l)
 }
 
 // Serve accepts connections on l and serves each in its own goroutine. It
@@ -791,8 +820,8 @@ func (srv *Server) accepted(m *Message) {
 		srv.log.Error("smtpd: access log", "queue_id", m.ID, "err", err)
 	}
 	srv.web.stored(m)
-	if srv.Config.Delivered != nil {
-		srv.Config.Delivered(m)
+	if srv.set.delivered != nil {
+		srv.set.delivered(m)
 	}
 }
 

@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"sync/atomic"
 	"time"
+
+	"github.com/tpe-protos/smtpd/internal/atomicfile"
 )
 
 // counters are the server's running totals. Those that persist
@@ -134,7 +135,7 @@ const stateSaveInterval = 10 * time.Second
 // <file>.corrupt for inspection, and the counters start from zero: losing
 // statistics must not keep a mail server down.
 func (srv *Server) loadState() {
-	name := srv.Config.StateFile
+	name := srv.set.stateFile
 	if name == "" {
 		return
 	}
@@ -148,7 +149,10 @@ func (srv *Server) loadState() {
 	}
 	if err != nil {
 		srv.log.Error("smtpd: state file unreadable; counters start from zero", "file", name, "err", err)
-		os.Rename(name, name+".corrupt")
+		if err := os.Rename(name, name+".corrupt"); err != nil {
+			// It stays where it is, and the next save replaces it.
+			srv.log.Error("smtpd: state file not moved aside", "file", name, "err", err)
+		}
 		return
 	}
 	srv.stats.connections.Store(st.Connections)
@@ -158,9 +162,10 @@ func (srv *Server) loadState() {
 }
 
 // saveState writes the persistent counters to the state file atomically: a
-// temporary file in the same directory, fsynced, renamed over the old one.
+// temporary file in the same directory, synced, renamed over the old one,
+// and the directory synced.
 func (srv *Server) saveState() error {
-	name := srv.Config.StateFile
+	name := srv.set.stateFile
 	if name == "" {
 		return nil
 	}
@@ -174,40 +179,16 @@ func (srv *Server) saveState() error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(name, append(data, '\n'), 0o600); err != nil {
+	if err := atomicfile.Write(name, append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("smtpd: saving counters: %w", err)
 	}
 	return nil
 }
 
-// writeFileAtomic replaces name with data, so that a reader (or a crash)
-// sees either the old content or the new, never a mix.
-func writeFileAtomic(name string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name()) // after a successful rename, there is nothing to remove
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), name)
-}
-
 // startStateSaver starts saving the counters every stateSaveInterval, once,
 // when the server begins serving; stopStateSaver stops it.
 func (srv *Server) startStateSaver() {
-	if srv.Config.StateFile == "" {
+	if srv.set.stateFile == "" {
 		return
 	}
 	srv.mu.Lock()

@@ -113,8 +113,8 @@ func (s *session) cmdSTARTTLS(arg string) reply {
 
 // offersAUTH reports whether AUTH may be used on this connection now.
 func (s *session) offersAUTH() bool {
-	c := &s.srv.Config
-	return c.TestMode || c.Authenticate != nil && (s.tlsConn != nil || c.AllowInsecureAuth)
+	set := &s.srv.set
+	return set.testMode || set.authenticate != nil && (s.tlsConn != nil || set.allowInsecureAuth)
 }
 
 // securityKeywords returns the EHLO keywords of STARTTLS and AUTH, each on a

@@ -136,13 +136,14 @@ func (srv *Server) HTTPAddr() net.Addr {
 	return srv.web.addr
 }
 
-// listenWeb listens on Config.HTTPAddr for ListenAndServe; nil when it is
-// not set.
-func (srv *Server) listenWeb() (net.Listener, error) {
-	if srv.Config.HTTPAddr == "" {
-		return nil, nil
+// webEndpoint binds Config.HTTPAddr for ListenAndServe (an address without
+// a host is loopback, see internal/webaddr) and serves the HTTP view on it.
+func (srv *Server) webEndpoint(addr string) (boundEndpoint, error) {
+	l, err := webaddr.Listen(addr)
+	if err != nil {
+		return boundEndpoint{}, err
 	}
-	return webaddr.Listen(srv.Config.HTTPAddr)
+	return boundEndpoint{l, func() error { return srv.ServeWeb(l) }}, nil
 }
 
 // track adds an HTTP server; it refuses once the server is closing.

@@ -5,10 +5,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
+	"runtime"
 	"strings"
+
+	"github.com/tpe-protos/smtpd/internal/atomicfile"
 )
 
 // keySize is the size of a key smtpd creates: 256 bits.
@@ -25,35 +28,33 @@ func loadOrCreateKey(name string) ([]byte, error) {
 	}
 	key := make([]byte, keySize)
 	rand.Read(key)
-	tmp, err := os.CreateTemp(filepath.Dir(name), ".metrics.key.*")
-	if err != nil {
-		return nil, err
-	}
-	defer os.Remove(tmp.Name())
-	_, err = fmt.Fprintln(tmp, hex.EncodeToString(key))
-	if err == nil {
-		err = tmp.Chmod(0o600)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, err
-	}
-	if err := os.Link(tmp.Name(), name); errors.Is(err, fs.ErrExist) {
+	err := atomicfile.Create(name, []byte(hex.EncodeToString(key)+"\n"), 0o600)
+	if errors.Is(err, fs.ErrExist) {
 		return readKey(name) // another server was first
-	} else if err != nil {
+	}
+	if err != nil {
 		return nil, err
 	}
 	return key, nil
 }
 
-// readKey reads a hex management key of at least 16 bytes from name.
+// readKey reads a hex management key of at least 16 bytes from name. As
+// ssh does with a private key, it refuses a file that users other than its
+// owner may read or write: the key would be theirs too.
 func readKey(name string) ([]byte, error) {
-	data, err := os.ReadFile(name)
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
+		return nil, fmt.Errorf("%s: permissions %#o are too open: the key must be for its owner only (chmod 600 %s)", name, perm, name)
+	}
+	data, err := io.ReadAll(f)
 	if err != nil {
 		return nil, err
 	}

@@ -3,8 +3,10 @@ package cli
 import (
 	"bytes"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -107,5 +109,48 @@ func TestReadKey(t *testing.T) {
 	}
 	if _, err := readKey(filepath.Join(dir, "missing")); err == nil {
 		t.Errorf("readKey of a missing file succeeded")
+	}
+}
+
+// TestReadKeyMode: a key file that users other than its owner may read or
+// write is refused, in one line that says how to fix it (as ssh refuses
+// such a private key); the owner's alone is fine.
+func TestReadKeyMode(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no Unix permissions")
+	}
+	for _, tc := range []struct {
+		mode os.FileMode
+		ok   bool
+	}{
+		{0o600, true},
+		{0o400, true},
+		{0o644, false},
+		{0o640, false},
+		{0o604, false},
+		{0o620, false},
+		{0o602, false},
+	} {
+		t.Run(tc.mode.String(), func(t *testing.T) {
+			name := filepath.Join(t.TempDir(), "metrics.key")
+			if err := os.WriteFile(name, []byte(strings.Repeat("ab", 32)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(name, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			_, err := readKey(name)
+			switch {
+			case tc.ok && err != nil:
+				t.Errorf("readKey: %v", err)
+			case !tc.ok && err == nil:
+				t.Errorf("readKey accepted a key file of mode %v", tc.mode)
+			case !tc.ok:
+				want := fmt.Sprintf("%s: permissions %#o are too open: the key must be for its owner only (chmod 600 %s)", name, tc.mode, name)
+				if err.Error() != want {
+					t.Errorf("readKey error:\n%s\nwant\n%s", err, want)
+				}
+			}
+		})
 	}
 }

@@ -2,11 +2,10 @@ package cli
 
 import (
 	"crypto/tls"
-	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/tpe-protos/smtpd/internal/atomicfile"
 	"github.com/tpe-protos/smtpd/internal/selfsigned"
 )
 
@@ -43,40 +42,11 @@ func loadOrCreateCert(dir, hostname string, now time.Time) (tls.Certificate, err
 	}
 	// The key first, so that a crash leaves no certificate without its
 	// key; each file whole or not at all (temp file and rename).
-	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(keyPath, keyPEM, 0o600); err != nil {
 		return tls.Certificate{}, err
 	}
-	if err := writeFileAtomic(certPath, certPEM, 0o644); err != nil {
+	if err := atomicfile.Write(certPath, certPEM, 0o644); err != nil {
 		return tls.Certificate{}, err
 	}
 	return tls.X509KeyPair(certPEM, keyPEM)
-}
-
-// writeFileAtomic writes data to name through a temporary file in the same
-// directory, synced and renamed over name.
-func writeFileAtomic(name string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name()) // after a successful rename, a no-op
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), name); err != nil {
-		return fmt.Errorf("saving %s: %w", name, err)
-	}
-	return nil
 }
