@@ -38,6 +38,9 @@ func startWeb(t *testing.T, cfg smtpd.Config) *webServer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The view exists before any mail comes: ServeWeb, below, makes it
+	// only when its goroutine runs.
+	ts.SMTP.Handler()
 	served := make(chan error, 1)
 	go func() { served <- ts.SMTP.ServeWeb(l) }()
 	t.Cleanup(func() {
