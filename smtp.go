@@ -339,6 +339,7 @@ func (srv *Server) setup() error {
 	if srv.store, err = newMaildir(set.maildirRoot, set.hostname); err != nil {
 		return fmt.Errorf("smtpd: Maildir root: %w", err)
 	}
+	srv.store.log = srv.log
 	srv.access = newAccessLog(filepath.Join(set.dataDir, "access.log"))
 	plan, err := newFaults(srv.Config.Faults)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/tpe-protos/smtpd"
+	"github.com/tpe-protos/smtpd/internal/openfiles"
 )
 
 // Exit statuses of the commands.
@@ -319,17 +321,21 @@ func Smtpd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	if err := f.check(); err != nil {
 		return usageError(stderr, "smtpd", err)
 	}
-	f.maxConns = fitOpenFiles(stderr, f.maxConns, isSet(fs, "max-conns"), openFileLimit())
 	cfg, err := f.config(stdout, stderr)
 	if err != nil {
 		return usageError(stderr, "smtpd", err)
 	}
+	// What the fitting says waits until the command line is known good:
+	// a usage error is one line.
+	var fitted strings.Builder
+	cfg.MaxConns = fitOpenFiles(&fitted, cfg.MaxConns, isSet(fs, "max-conns"), openFileLimit(), cfg.Filter != nil)
 	srv, err := smtpd.NewServer(cfg)
 	if err != nil {
 		// A bad hostname or domain, or a directory that cannot be used:
 		// say it in the words of the command line.
 		return usageError(stderr, "smtpd", errors.New(configToFlags.Replace(strings.TrimPrefix(err.Error(), "smtpd: "))))
 	}
+	io.WriteString(stderr, fitted.String())
 	stopProfiles, err := startProfiles(f.cpuProfile, f.memProfile)
 	if err != nil {
 		srv.Close()
@@ -354,27 +360,23 @@ func Smtpd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 // errors.
 var configToFlags = strings.NewReplacer("Config.Hostname", "-hostname", "Config.Domains", "-domains")
 
-// spareFiles is what the server needs open besides its sessions: the
-// listeners, the access log, the Maildir root, a message being stored, a
-// content filter's pipes, the runtime's own.
-const spareFiles = 64
-
 // fitOpenFiles returns the session limit to use under the open-file limit
-// (0: unknown). Each session is one descriptor; past the limit a new client
-// gets no 421 but waits in the listen queue while the accept loop backs
-// off. So the default -max-conns is lowered to fit, and a -max-conns given
-// that does not fit is kept, with a warning.
-func fitOpenFiles(stderr io.Writer, maxConns int, given bool, limit uint64) int {
-	if limit == 0 || uint64(maxConns)+spareFiles <= limit {
+// (0: unknown), with or without a content filter. A session holds a few
+// files (see internal/openfiles); past the limit a new client would wait
+// unanswered in the listen queue while Serve backs off, or a message in
+// flight would fail. So the default -max-conns is lowered to fit, and a
+// -max-conns given that does not fit is kept, with a warning.
+func fitOpenFiles(stderr io.Writer, maxConns int, given bool, limit uint64, filter bool) int {
+	if limit == 0 || uint64(openfiles.Server(maxConns, filter)) <= limit {
 		return maxConns
 	}
-	fits := int(max(spareFiles, limit) - spareFiles)
+	fits := openfiles.SessionsWithin(int(min(limit, math.MaxInt32)), filter)
 	if !given {
 		fmt.Fprintf(stderr, "smtpd: at most %d sessions: the open-file limit is %d (see -max-conns)\n", fits, limit)
 		return fits
 	}
-	fmt.Fprintf(stderr, "smtpd: warning: -max-conns %d does not fit under the open-file limit %d with %d to spare; "+
-		"raise the limit (ulimit -n) or lower -max-conns to %d\n", maxConns, limit, spareFiles, fits)
+	fmt.Fprintf(stderr, "smtpd: warning: -max-conns %d does not fit under the open-file limit %d; "+
+		"raise the limit (ulimit -n) or lower -max-conns to %d\n", maxConns, limit, fits)
 	return maxConns
 }
 
