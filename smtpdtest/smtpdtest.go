@@ -16,9 +16,11 @@
 //		}
 //	}
 //
-// The server is the real one, with its real replies, durable Maildir
-// delivery and smuggling-safe DATA reader; options add what a test needs on
-// top (a trace in the test's output, fault plans, any AUTH accepted).
+// The server is the real one, with its real replies, Maildir delivery and
+// smuggling-safe DATA reader; options add what a test needs on top (a trace
+// in the test's output, fault plans, any AUTH accepted). It stores without
+// flushing to disk (smtpd.Config.NoSync), which a test does not need and
+// which would make it several times slower; Durable turns flushing back on.
 package smtpdtest
 
 import (
@@ -66,6 +68,7 @@ type options struct {
 	trace    bool
 	faults   *smtpd.FaultPlan
 	testMode bool
+	durable  bool
 }
 
 // Config starts the server with cfg; the other options and NewServer's
@@ -86,6 +89,13 @@ func Faults(plan *smtpd.FaultPlan) Option {
 	return func(o *options) { o.faults = plan }
 }
 
+// Durable makes the server flush every message to disk before its 250, as
+// smtpd does outside tests, for a test of that very path; without it the
+// server runs with smtpd.Config.NoSync.
+func Durable() Option {
+	return func(o *options) { o.durable = true }
+}
+
 // AnyAuth puts the server in smtpd.Config.TestMode: AUTH is offered
 // without TLS and accepts any credentials, which each Message records
 // (AuthUser, AuthPassword), and unknown MAIL and RCPT parameters are
@@ -97,7 +107,7 @@ func AnyAuth() Option {
 // NewServer starts a server on 127.0.0.1 and a free port and closes it when
 // the test ends. Unset Config fields get test-friendly values: the hostname
 // "smtpd.test", a t.TempDir() data directory, and logs written to the
-// test's output. The server keeps every message it stores (with its data)
+// test's output; messages are not flushed to disk unless Durable is given. The server keeps every message it stores (with its data)
 // for Messages, WaitMessages and WaitFor; a Delivered function in the
 // Config is still called. With a Config.TLSConfig it also serves implicit
 // TLS on TLSAddr. NewServer fails the test if the server cannot start.
@@ -124,6 +134,7 @@ func NewServer(tb testing.TB, opts ...Option) *Server {
 		cfg.Faults = o.faults
 	}
 	cfg.TestMode = cfg.TestMode || o.testMode
+	cfg.NoSync = !o.durable
 	ts := &Server{arrival: make(chan struct{}), served: make(chan error, 2), DataDir: cfg.DataDir, MaildirRoot: cfg.MaildirRoot}
 	if ts.MaildirRoot == "" {
 		ts.MaildirRoot = filepath.Join(cfg.DataDir, "Maildir")

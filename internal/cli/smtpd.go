@@ -57,6 +57,7 @@ type smtpdFlags struct {
 	verbose               bool
 	explain, traceBody    bool
 	strictCRLF            bool
+	noSync                bool
 	color                 string
 	idleTimeout           time.Duration
 	dataTimeout           time.Duration
@@ -102,6 +103,7 @@ func (f *smtpdFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.explain, "explain", false, "follow each reply in the trace with what it means and its RFC section")
 	fs.BoolVar(&f.traceBody, "trace-body", false, "trace message data whole (default: the first lines and the size)")
 	fs.BoolVar(&f.strictCRLF, "strict-crlf", false, "refuse lines ending in a bare LF (default: take them, and say so in the trace)")
+	fs.BoolVar(&f.noSync, "no-sync", false, "store without flushing to disk (tests, demos, local sinks); by default a 250 means flushed")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", smtpd.DefaultCommandTimeout, "how long to wait for a command")
 	fs.DurationVar(&f.dataTimeout, "data-timeout", smtpd.DefaultDataTimeout, "how long to wait for each block of message data")
 	fs.StringVar(&f.metricsHTTP, "metrics-http", "", "serve Prometheus metrics at http://`ADDR`/metrics (default off)")
@@ -219,6 +221,7 @@ func (f *smtpdFlags) config(stdout, stderr io.Writer) (smtpd.Config, error) {
 		Explain:         f.explain,
 		TraceBody:       f.traceBody,
 		StrictCRLF:      f.strictCRLF,
+		NoSync:          f.noSync,
 
 		AllowInsecureAuth: f.allowInsecureAuth,
 		RequireAuth:       f.requireAuth,
