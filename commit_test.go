@@ -67,12 +67,7 @@ func holdFirstFlush(g *groupCommit, want int, then func()) func(string) error {
 }
 
 func TestGroupCommitBatchesConcurrentDeliveries(t *testing.T) {
-	root := t.TempDir()
-	md, err := newMaildir(root, "mx.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer md.close()
+	md, root := testMaildir(t)
 	const n = 12
 	md.group.beforeFlush = holdFirstFlush(&md.group, n-1, nil)
 
@@ -123,19 +118,14 @@ func TestGroupCommitBatchesConcurrentDeliveries(t *testing.T) {
 func TestGroupCommitFailedFlushLeavesNothing(t *testing.T) {
 	for _, stage := range []string{"data", "names"} {
 		t.Run(stage, func(t *testing.T) {
-			root := t.TempDir()
-			md, err := newMaildir(root, "mx.test")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer md.close()
+			md, root := testMaildir(t)
 			md.group.beforeFlush = func(s string) error {
 				if s == stage {
 					return errors.New("disk on fire")
 				}
 				return nil
 			}
-			_, err = deliver(md, "Subject: x\r\n\r\nx\r\n", "a", "b")
+			_, err := deliver(md, "Subject: x\r\n\r\nx\r\n", "a", "b")
 			if err == nil {
 				t.Fatal("commit succeeded although a flush failed")
 			}
@@ -161,12 +151,7 @@ func TestGroupCommitFailedFlushLeavesNothing(t *testing.T) {
 // A delivery that cannot be moved into new/ fails alone: the others of its
 // batch are stored.
 func TestGroupCommitOneFailureInABatch(t *testing.T) {
-	root := t.TempDir()
-	md, err := newMaildir(root, "mx.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer md.close()
+	md, root := testMaildir(t)
 	// Open the mailbox "broken", then put a file in the place of its new/.
 	if _, err := deliver(md, "first\r\n", "broken"); err != nil {
 		t.Fatal(err)
@@ -210,12 +195,7 @@ func TestGroupCommitOneFailureInABatch(t *testing.T) {
 // mailboxes than the cache holds all succeed, with never more mailboxes
 // open than the bound: a step waits for room rather than opening more.
 func TestMailboxCacheBound(t *testing.T) {
-	root := t.TempDir()
-	md, err := newMaildir(root, "mx.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer md.close()
+	md, root := testMaildir(t)
 	md.maxOpen = 2
 	var most atomic.Int64
 	md.group.beforeFlush = func(string) error {
@@ -261,12 +241,7 @@ func TestFailedCleanupLogged(t *testing.T) {
 		{stage: "data", sub: "tmp", level: "WARN", says: "cannot remove", named: true},
 	} {
 		t.Run(tc.sub, func(t *testing.T) {
-			root := t.TempDir()
-			md, err := newMaildir(root, "mx.test")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer md.close()
+			md, root := testMaildir(t)
 			var log strings.Builder
 			md.log = slog.New(slog.NewTextHandler(&log, nil))
 			md.noUnnamed.Store(tc.named)

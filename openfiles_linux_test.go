@@ -47,19 +47,7 @@ func TestMessagesInFlightHoldFewFiles(t *testing.T) {
 	var inCommit atomic.Int64
 	inCommit.Store(-1)
 	srv.store.group.beforeFlush = holdFirstFlush(&srv.store.group, sessions-1, func() { inCommit.Store(int64(openFiles())) })
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	defer srv.Close()
-
-	before := openFiles()
-	conns := make([]*client.Client, sessions)
-	for i := range conns {
-		conns[i] = startMessage(t, l.Addr().String(), i, rcpts)
-		defer conns[i].Close()
-	}
+	before, conns := startMessages(t, srv, sessions, rcpts)
 	inData := openFiles()
 
 	var wg sync.WaitGroup
@@ -85,6 +73,26 @@ func TestMessagesInFlightHoldFewFiles(t *testing.T) {
 		t.Errorf("%d sessions with %d recipients each in commit: %d files open, want at most %d", sessions, rcpts, n, budget)
 	}
 	t.Logf("files open: %d before, %d in DATA, %d in commit, budget %d", before, inData, inCommit.Load(), budget)
+}
+
+// startMessages serves srv on a loopback port and opens sessions that each
+// leave a message to rcpts mailboxes of their own in DATA (startMessage).
+// It returns how many files were open before, and the clients.
+func startMessages(t *testing.T, srv *Server, sessions, rcpts int) (int, []*client.Client) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	before := openFiles()
+	conns := make([]*client.Client, sessions)
+	for i := range conns {
+		conns[i] = startMessage(t, l.Addr().String(), i, rcpts)
+		t.Cleanup(func() { conns[i].Close() })
+	}
+	return before, conns
 }
 
 // startMessage opens a session that sends a message to rcpts mailboxes of
@@ -147,19 +155,7 @@ func TestFilterRunsHoldFewFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	defer srv.Close()
-
-	before := openFiles()
-	conns := make([]*client.Client, sessions)
-	for i := range conns {
-		conns[i] = startMessage(t, l.Addr().String(), i, rcpts)
-		defer conns[i].Close()
-	}
+	before, conns := startMessages(t, srv, sessions, rcpts)
 	replies := make(chan error, sessions)
 	for _, c := range conns {
 		go func() {
