@@ -313,15 +313,17 @@ func (s *session) readCommand() (string, error) {
 			return "", os.ErrDeadlineExceeded
 		}
 		if batchStart && s.canPark() {
+			// A client may stay silent for minutes here: wait
+			// without the read buffer.
+			s.releaseReader()
 			park, err := s.waitBriefly(deadline)
 			if park {
-				// A client may stay silent for minutes here:
-				// wait without the read buffer, nor the reply
-				// buffer, nor this goroutine's stack.
-				s.releaseReader()
+				// Nor the reply buffer, nor this goroutine's
+				// stack.
 				s.out = nil
 				return "", errParked
 			}
+			s.acquireReader()
 			if err != nil {
 				s.idle.Store(false)
 				return "", err
@@ -346,16 +348,14 @@ const parkAfter = 20 * time.Millisecond
 
 // waitBriefly waits up to parkAfter for input, before deadline, on this
 // goroutine. It reports whether the client stayed silent, so that the
-// session should park; the read deadline is deadline again on return. What
-// comes meanwhile is read into the read buffer: one system call, where
-// looking first (as resume does) would take two.
+// session should park; the read deadline is deadline again on return.
 func (s *session) waitBriefly(deadline time.Time) (park bool, err error) {
 	brief := time.Now().Add(parkAfter)
 	if !brief.Before(deadline) {
 		return true, nil // resume waits out the little time left
 	}
 	s.conn.SetReadDeadline(brief)
-	_, err = s.br.Peek(1)
+	err = waitReadable(s.conn)
 	s.conn.SetReadDeadline(deadline)
 	if !isTimeout(err) {
 		return false, err
