@@ -17,7 +17,8 @@ import (
 // tmp/ would make it; but there is no entry in tmp/ to make, rename or
 // clean up, which saves the file system work on every message, and a
 // message that is given up (or a crash) leaves nothing in any tmp/: the
-// file system frees it when it is closed, or repairs it at the next mount.
+// file system frees it when it is closed, or after a crash at the next
+// mount or file-system check.
 // File systems without O_TMPFILE make the delivery fall back to a named
 // file in tmp/ (maildir.noUnnamed).
 
