@@ -20,7 +20,8 @@
 // smuggling-safe DATA reader; options add what a test needs on top (a trace
 // in the test's output, fault plans, any AUTH accepted). It stores without
 // flushing to disk (smtpd.Config.NoSync), which a test does not need and
-// which would make it several times slower; Durable turns flushing back on.
+// which made a whole test about twice as slow; Durable turns flushing back
+// on.
 package smtpdtest
 
 import (
