@@ -11,7 +11,7 @@ import (
 // Group commit.
 //
 // A durable delivery needs two flushes to stable storage: one for the
-// message's data before it is renamed into new/, one for the directory entry
+// message's data before it appears in new/, one for the directory entry
 // after. Flushes, not the bytes, are what a delivery costs, so deliveries
 // that arrive while a flush runs wait for it to end and are then committed
 // together, with the same two flushes for the whole batch. There is no
@@ -34,9 +34,10 @@ type groupCommit struct {
 
 	batches atomic.Uint64 // batches that made at least one delivery durable
 
-	// sync flushes a batch's files, then its directories: syncFiles,
-	// unless a test puts a slow or failing one in its place.
-	sync func([]*os.File) error
+	// beforeFlush, if set, runs before each flush of a batch, with the
+	// stage ("data" or "names"); an error fails the flush. Tests hold a
+	// batch or make it fail with it.
+	beforeFlush func(stage string) error
 }
 
 // maxBatch bounds a batch, so that one leader does not hold hundreds of
@@ -73,13 +74,9 @@ func (g *groupCommit) lead(leader *delivery) {
 	g.pending = g.pending[n:]
 	g.mu.Unlock()
 
-	sync := g.sync
-	if sync == nil {
-		sync = syncFiles
-	}
-	dataSynced := syncData(batch, sync)
+	dataSynced := g.syncData(batch)
 	g.handOver()
-	if dataSynced && publishAll(batch, sync) {
+	if dataSynced && g.publishAll(batch) {
 		g.batches.Add(1)
 	}
 	for _, d := range batch {
@@ -101,80 +98,77 @@ func (g *groupCommit) handOver() {
 	g.pending = nil // let the old array go
 }
 
+// flush runs one flush of a batch, after the test's hook if there is one.
+func (g *groupCommit) flush(stage string, sync func() error) error {
+	if g.beforeFlush != nil {
+		if err := g.beforeFlush(stage); err != nil {
+			return err
+		}
+	}
+	return sync()
+}
+
 // syncData flushes the data of the batch's files to disk. If that fails,
 // every delivery of the batch fails.
-func syncData(batch []*delivery, sync func([]*os.File) error) bool {
+func (g *groupCommit) syncData(batch []*delivery) bool {
 	files := make([]*os.File, len(batch))
 	for i, d := range batch {
 		files[i] = d.file
 	}
-	if err := sync(files); err != nil {
+	if err := g.flush("data", func() error { return syncFiles(files) }); err != nil {
 		for _, d := range batch {
-			d.fail(fmt.Errorf("maildir: sync: %w", err), nil)
+			d.err = fmt.Errorf("maildir: sync: %w", err)
+			d.takeBack(nil)
 		}
 		return false
 	}
 	return true
 }
 
-// publishAll renames every message of the batch into its mailboxes' new/
-// and flushes the directories. Each delivery's err says how it ended; a
-// failed delivery leaves nothing behind. It reports whether any delivery
+// publishAll puts every message of the batch into its mailboxes' new/ and
+// flushes the directories. Each delivery's err says how it ended; a failed
+// delivery leaves nothing behind. It reports whether any delivery
 // succeeded.
-func publishAll(batch []*delivery, sync func([]*os.File) error) bool {
+func (g *groupCommit) publishAll(batch []*delivery) bool {
 	var published []*delivery
 	for _, d := range batch {
-		if d.publish() {
+		if d.err = d.publish(); d.err == nil {
 			published = append(published, d)
 		}
 	}
-	if err := sync(newDirs(published)); err != nil {
-		for _, d := range published {
-			d.fail(fmt.Errorf("maildir: sync new/: %w", err), d.boxes)
-		}
+	if len(published) == 0 {
 		return false
 	}
-	return len(published) > 0
-}
-
-// publish renames the message into each mailbox's new/; on failure it takes
-// back what it moved, and reports false.
-func (d *delivery) publish() bool {
-	for i, mb := range d.boxes {
-		if err := mb.publish(d.name); err != nil {
-			d.fail(fmt.Errorf("maildir: move into %q: %w", mb.name+"/new", err), d.boxes[:i])
-			return false
+	md := published[0].md
+	err := g.flush("names", func() error { return md.syncNewDirs(mailboxesOf(published)) })
+	if err != nil {
+		for _, d := range published {
+			d.err = fmt.Errorf("maildir: sync new/: %w", err)
+			d.takeBack(d.boxes)
 		}
+		return false
 	}
 	return true
 }
 
-// fail ends the delivery with err, removing its file from the new/ of the
-// mailboxes published and from the tmp/ of the others.
-func (d *delivery) fail(err error, published []*mailbox) {
-	d.err = err
-	d.removeNew(published)
-	d.removeTmp(d.boxes[len(published):])
-}
-
-// newDirs lists the new/ directories of the deliveries' mailboxes, each once.
-func newDirs(batch []*delivery) []*os.File {
-	var dirs []*os.File
-	seen := make(map[*mailbox]bool)
+// mailboxesOf lists the mailboxes of the deliveries, each once.
+func mailboxesOf(batch []*delivery) []string {
+	var boxes []string
+	seen := make(map[string]bool)
 	for _, d := range batch {
-		for _, mb := range d.boxes {
-			if !seen[mb] {
-				seen[mb] = true
-				dirs = append(dirs, mb.new)
+		for _, box := range d.boxes {
+			if !seen[box] {
+				seen[box] = true
+				boxes = append(boxes, box)
 			}
 		}
 	}
-	return dirs
+	return boxes
 }
 
-// syncFiles flushes files (or directories) to stable storage: one fsync for
-// one file; for several, one syncfs per file system where there is syncfs,
-// and concurrent fsyncs elsewhere.
+// syncFiles flushes files to stable storage: one fsync for one file; for
+// several, one syncfs per file system where there is syncfs, and
+// concurrent fsyncs elsewhere.
 func syncFiles(files []*os.File) error {
 	switch {
 	case len(files) == 0:
@@ -184,14 +178,53 @@ func syncFiles(files []*os.File) error {
 	case haveSyncfs:
 		return syncFileSystems(files)
 	}
-	return syncConcurrently(files)
-}
-
-func syncConcurrently(files []*os.File) error {
 	errs := make([]error, len(files))
 	var wg sync.WaitGroup
 	for i, f := range files {
 		wg.Go(func() { errs[i] = f.Sync() })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// maxConcurrentDirSyncs bounds the directories fsynced at once where there
+// is no syncfs, and so the mailboxes a batch holds open for it.
+const maxConcurrentDirSyncs = 16
+
+// syncNewDirs flushes the new/ directories of the mailboxes: one fsync for
+// one mailbox; for several, one syncfs per file system where there is
+// syncfs, and fsyncs a few at a time elsewhere. It opens the mailboxes
+// through the cache, one per flush.
+func (md *maildir) syncNewDirs(boxes []string) error {
+	fsyncNew := func(mb *mailbox) error { return mb.new.Sync() }
+	switch {
+	case len(boxes) == 1:
+		return md.with(boxes[0], fsyncNew)
+	case haveSyncfs:
+		flushed := make(map[uint64]bool)
+		for _, box := range boxes {
+			err := md.with(box, func(mb *mailbox) error {
+				if flushed[mb.dev] {
+					return nil
+				}
+				flushed[mb.dev] = true
+				return syncFileSystem(mb.new)
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	errs := make([]error, len(boxes))
+	turns := make(chan struct{}, maxConcurrentDirSyncs)
+	var wg sync.WaitGroup
+	for i, box := range boxes {
+		turns <- struct{}{}
+		wg.Go(func() {
+			errs[i] = md.with(box, fsyncNew)
+			<-turns
+		})
 	}
 	wg.Wait()
 	return errors.Join(errs...)

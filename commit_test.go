@@ -3,9 +3,12 @@ package smtpd
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -38,12 +41,12 @@ func filesIn(t *testing.T, root, box, sub string) []string {
 	return names
 }
 
-// holdFirstSync returns a sync function that keeps the first batch's data
+// holdFirstFlush returns a flush hook that keeps the first batch's data
 // flush waiting until want deliveries are queued behind it, so that the
-// test knows how the batches form.
-func holdFirstSync(g *groupCommit, want int) func([]*os.File) error {
+// test knows how the batches form, and then calls then, if it is not nil.
+func holdFirstFlush(g *groupCommit, want int, then func()) func(string) error {
 	var once sync.Once
-	return func(files []*os.File) error {
+	return func(string) error {
 		once.Do(func() {
 			deadline := time.Now().Add(10 * time.Second)
 			for time.Now().Before(deadline) {
@@ -51,24 +54,22 @@ func holdFirstSync(g *groupCommit, want int) func([]*os.File) error {
 				n := len(g.pending)
 				g.mu.Unlock()
 				if n >= want {
-					return
+					break
 				}
 				time.Sleep(time.Millisecond)
 			}
+			if then != nil {
+				then()
+			}
 		})
-		return syncFiles(files)
+		return nil
 	}
 }
 
 func TestGroupCommitBatchesConcurrentDeliveries(t *testing.T) {
-	root := t.TempDir()
-	md, err := newMaildir(root, "mx.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer md.close()
+	md, root := testMaildir(t)
 	const n = 12
-	md.group.sync = holdFirstSync(&md.group, n-1)
+	md.group.beforeFlush = holdFirstFlush(&md.group, n-1, nil)
 
 	paths := make([][]string, n)
 	errs := make([]error, n)
@@ -115,26 +116,16 @@ func TestGroupCommitBatchesConcurrentDeliveries(t *testing.T) {
 }
 
 func TestGroupCommitFailedFlushLeavesNothing(t *testing.T) {
-	for _, stage := range []string{"data", "directories"} {
+	for _, stage := range []string{"data", "names"} {
 		t.Run(stage, func(t *testing.T) {
-			root := t.TempDir()
-			md, err := newMaildir(root, "mx.test")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer md.close()
-			calls := 0
-			var mu sync.Mutex
-			md.group.sync = func(files []*os.File) error {
-				mu.Lock()
-				defer mu.Unlock()
-				calls++
-				if stage == "data" && calls == 1 || stage == "directories" && calls == 2 {
+			md, root := testMaildir(t)
+			md.group.beforeFlush = func(s string) error {
+				if s == stage {
 					return errors.New("disk on fire")
 				}
-				return syncFiles(files)
+				return nil
 			}
-			_, err = deliver(md, "Subject: x\r\n\r\nx\r\n", "a", "b")
+			_, err := deliver(md, "Subject: x\r\n\r\nx\r\n", "a", "b")
 			if err == nil {
 				t.Fatal("commit succeeded although a flush failed")
 			}
@@ -149,7 +140,7 @@ func TestGroupCommitFailedFlushLeavesNothing(t *testing.T) {
 				t.Errorf("batches = %d after a failed flush, want 0", got)
 			}
 			// The store still works afterwards.
-			md.group.sync = nil
+			md.group.beforeFlush = nil
 			if _, err := deliver(md, "Subject: y\r\n\r\ny\r\n", "a"); err != nil {
 				t.Fatalf("delivery after a failed flush: %v", err)
 			}
@@ -160,21 +151,17 @@ func TestGroupCommitFailedFlushLeavesNothing(t *testing.T) {
 // A delivery that cannot be moved into new/ fails alone: the others of its
 // batch are stored.
 func TestGroupCommitOneFailureInABatch(t *testing.T) {
-	root := t.TempDir()
-	md, err := newMaildir(root, "mx.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer md.close()
-	// Open the mailbox "broken" and then take away its new/.
+	md, root := testMaildir(t)
+	// Open the mailbox "broken", then put a file in the place of its new/.
 	if _, err := deliver(md, "first\r\n", "broken"); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.RemoveAll(filepath.Join(root, "broken", "new")); err != nil {
 		t.Fatal(err)
 	}
+	makeFile(t, filepath.Join(root, "broken", "new"))
 	const n = 6
-	md.group.sync = holdFirstSync(&md.group, n-1)
+	md.group.beforeFlush = holdFirstFlush(&md.group, n-1, nil)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
@@ -201,5 +188,90 @@ func TestGroupCommitOneFailureInABatch(t *testing.T) {
 	}
 	if left := filesIn(t, root, "broken", "tmp"); len(left) != 0 {
 		t.Errorf("broken/tmp keeps %v", left)
+	}
+}
+
+// TestMailboxCacheBound checks that concurrent deliveries to more
+// mailboxes than the cache holds all succeed, with never more mailboxes
+// open than the bound: a step waits for room rather than opening more.
+func TestMailboxCacheBound(t *testing.T) {
+	md, root := testMaildir(t)
+	md.maxOpen = 2
+	var most atomic.Int64
+	md.group.beforeFlush = func(string) error {
+		md.mu.Lock()
+		n := int64(len(md.boxes))
+		md.mu.Unlock()
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		return nil
+	}
+	const n = 8
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, errs[i] = deliver(md, fmt.Sprintf("message %d\r\n", i), fmt.Sprintf("a%d", i), fmt.Sprintf("b%d", i), "all")
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("delivery %d: %v", i, err)
+		}
+	}
+	if got := len(filesIn(t, root, "all", "new")); got != n {
+		t.Errorf("all/new holds %d messages, want %d", got, n)
+	}
+	if m := most.Load(); m > 2 {
+		t.Errorf("%d mailboxes open at once, want at most 2", m)
+	}
+}
+
+// TestFailedCleanupLogged checks that a message file that cannot be
+// removed after a failed commit is logged with its path: one left in new/
+// was refused with 451 although a reader can see it, and the client's
+// retry will deliver it again.
+func TestFailedCleanupLogged(t *testing.T) {
+	for _, tc := range []struct {
+		stage, sub, level, says string
+		named                   bool
+	}{
+		{stage: "names", sub: "new", level: "ERROR", says: "stays in new/"},
+		{stage: "data", sub: "tmp", level: "WARN", says: "cannot remove", named: true},
+	} {
+		t.Run(tc.sub, func(t *testing.T) {
+			md, root := testMaildir(t)
+			var log strings.Builder
+			md.log = slog.New(slog.NewTextHandler(&log, nil))
+			md.noUnnamed.Store(tc.named)
+			var stuck string
+			md.group.beforeFlush = func(stage string) error {
+				if stage != tc.stage {
+					return nil
+				}
+				// Put a directory in the place of the message's
+				// file: unlink(2) cannot remove it.
+				names := filesIn(t, root, "alice", tc.sub)
+				if len(names) != 1 {
+					t.Fatalf("alice/%s holds %q, want one file", tc.sub, names)
+				}
+				stuck = filepath.Join(root, "alice", tc.sub, names[0])
+				if err := os.Remove(stuck); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Mkdir(stuck, 0o700); err != nil {
+					t.Fatal(err)
+				}
+				return errors.New("disk on fire")
+			}
+			if _, err := deliver(md, "Subject: x\r\n\r\nx\r\n", "alice"); err == nil {
+				t.Fatal("commit succeeded although a flush failed")
+			}
+			got := log.String()
+			if !strings.Contains(got, "level="+tc.level) || !strings.Contains(got, tc.says) || !strings.Contains(got, stuck) {
+				t.Errorf("log %q: want a %s line saying %q with the path %s", got, tc.level, tc.says, stuck)
+			}
+		})
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"time"
+
+	"github.com/tpe-protos/smtpd/internal/openfiles"
 )
 
 // The bounds of a graceful close (see Server.hangUp).
@@ -18,7 +20,8 @@ const (
 	// maxLingering is how many connections may be in a graceful close at
 	// once. Each keeps its file open for up to lingerTime after its session
 	// ended, outside MaxConns; past this number the server closes at once.
-	maxLingering = 128
+	// The smtpd command counts them in its open files.
+	maxLingering = openfiles.Lingering
 	// closeNotifyTime bounds the write of a TLS close_notify alert.
 	closeNotifyTime = 100 * time.Millisecond
 )

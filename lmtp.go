@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"fmt"
+	"path"
 )
 
 // LMTP (RFC 2033) is SMTP for the last hop, from a mail system to the
@@ -65,13 +66,11 @@ func (s *session) createForRecipients(m *Message) (d *delivery, refused map[int]
 	broken := make(map[string]bool)
 	var usable []string
 	for _, box := range boxes {
-		mb, err := s.srv.store.acquire(box)
-		if err != nil {
+		if err := s.srv.store.with(box, func(*mailbox) error { return nil }); err != nil {
 			broken[box] = true
 			s.logger().Error("smtpd: mailbox unusable", "queue_id", m.ID, "mailbox", box, "err", err)
 			continue
 		}
-		s.srv.store.release(mb)
 		usable = append(usable, box)
 	}
 	if len(usable) == 0 || len(broken) == 0 {
@@ -169,29 +168,22 @@ func replyForRecipient(rcpt string, r reply) reply {
 
 // keepOnly takes out of the delivery, before it is committed, the
 // mailboxes not in kept: LMTP refused their recipients after the data.
-// The message file sits in tmp/ of the first mailbox; if that one goes, the
-// file is first linked (or copied) into the next one kept.
+// An unnamed file is in no directory yet; a named one sits in tmp/ of the
+// first mailbox, and if that one goes, the file is first linked into tmp/
+// of the first one kept.
 func (d *delivery) keepOnly(kept map[string]bool) error {
-	if err := d.bw.Flush(); err != nil { // a copy must see the whole message
-		return err
-	}
 	first := d.boxes[0]
-	var boxes []*mailbox
-	for _, mb := range d.boxes {
-		if kept[mb.name] {
-			boxes = append(boxes, mb)
+	var boxes []string
+	for _, box := range d.boxes {
+		if kept[box] {
+			boxes = append(boxes, box)
 		}
 	}
-	if !kept[first.name] {
-		if err := d.copyTo(boxes[0]); err != nil {
-			return err
+	if !d.unnamed && !kept[first] {
+		if err := d.md.root.Link(path.Join(first, "tmp", d.name), path.Join(boxes[0], "tmp", d.name)); err != nil {
+			return fmt.Errorf("maildir: move into %q: %w", boxes[0]+"/tmp", err)
 		}
-		first.removeTmp(d.name)
-	}
-	for _, mb := range d.boxes {
-		if !kept[mb.name] {
-			d.md.release(mb)
-		}
+		d.removeFrom(first, "tmp", d.name)
 	}
 	d.boxes = boxes
 	return nil

@@ -8,16 +8,23 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
+	"math"
 	"math/rand/v2"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/tpe-protos/smtpd/internal/openfiles"
 )
 
 // maildir delivers messages into a tree of Maildirs, one per recipient
@@ -32,18 +39,35 @@ type maildir struct {
 	pid  int
 	seq  atomic.Uint64 // deliveries by this process, for unique names
 
+	// noSync skips every flush to disk (Config.NoSync): a message still
+	// appears in new/ whole, but a crash of the machine may lose it.
+	noSync bool
+	// log receives what no client can be told: cleanups that failed.
+	log *slog.Logger
+	// noUnnamed is set once the file system refused an unnamed file
+	// (see maildir_linux.go); deliveries then name theirs in tmp/.
+	noUnnamed atomic.Bool
+
 	mu sync.Mutex
 	// root is opened, and its directory created, at the first delivery:
 	// a server that receives nothing (most test servers) touches nothing.
-	root  *os.Root
-	boxes map[string]*mailbox // open mailboxes, by name
+	root    *os.Root
+	boxes   map[string]*mailbox // the cache of open mailboxes, by name
+	maxOpen int                 // its bound: maxOpenMailboxes but in tests
+	room    sync.Cond           // on mu: a mailbox of the cache fell unused
 
 	group groupCommit // batches the commits of concurrent sessions
 }
 
-// maxOpenMailboxes bounds the mailboxes kept open while no delivery uses
-// them; each holds two file descriptors.
-const maxOpenMailboxes = 256
+// maxOpenMailboxes bounds the mailboxes open at once, in use or not; each
+// holds two file descriptors. Deliveries take them one at a time, for one
+// step each (see maildir.with), so the bound holds however many messages
+// are in flight and however many recipients they have.
+const maxOpenMailboxes = openfiles.Mailboxes
+
+// copying bounds the copies made at once where hard links are not
+// possible (copyInto): each holds a file besides its delivery's.
+var copying = make(chan struct{}, openfiles.Copies)
 
 func newMaildir(dir, hostname string) (*maildir, error) {
 	abs, err := filepath.Abs(dir)
@@ -53,7 +77,10 @@ func newMaildir(dir, hostname string) (*maildir, error) {
 	// The Maildir specification escapes '/' and ':' in the host part of
 	// unique names.
 	host := strings.NewReplacer("/", `\057`, ":", `\072`).Replace(hostname)
-	return &maildir{dir: abs, host: host, pid: os.Getpid(), boxes: make(map[string]*mailbox)}, nil
+	md := &maildir{dir: abs, host: host, pid: os.Getpid(), log: slog.Default(),
+		boxes: make(map[string]*mailbox), maxOpen: maxOpenMailboxes}
+	md.room.L = &md.mu
+	return md, nil
 }
 
 // openRoot creates the root directory if needed and opens it, once; md.mu
@@ -178,61 +205,146 @@ func (md *maildir) uniqueName(now time.Time) string {
 
 // mailbox is one Maildir below the root, with its tmp/ and new/ held open,
 // so that a delivery works relative to them (see maildir_unix.go): one
-// openat to create its file, one renameat to move it into new/, one fsync of
-// new/, instead of a walk down the tree for each step. The directories were
-// opened through the os.Root, so they are inside it, and the only names used
-// in them are the server's own unique names.
+// openat to create its file, one linkat or renameat to put it into new/, one
+// fsync of new/, instead of a walk down the tree for each step. The
+// directories were opened through the os.Root, so they are inside it, and
+// the only names used in them are the server's own unique names.
 type mailbox struct {
 	name     string
 	root     *os.Root // for systems without *at system calls
 	tmp, new *os.File
-	users    int  // deliveries using it; guarded by maildir.mu
-	dropped  bool // out of the cache: closed when its last user is done
+	dev      uint64 // the file system of new/, where syncfs is at hand
+
+	ready chan struct{} // closed once the mailbox is open, or could not be
+	err   error         // why it could not be; set before ready is closed
+
+	users   int  // steps using it now; guarded by maildir.mu
+	dropped bool // out of the cache: closed when its last user is done
+	closed  bool
 }
 
-// acquire returns the mailbox box, creating its tmp/, new/ and cur/ when
-// they do not exist. The caller releases it.
-func (md *maildir) acquire(box string) (*mailbox, error) {
+// with runs op on the mailbox box, opened (and made, if it does not exist)
+// for the time of op. Every step of a delivery goes through it, one mailbox
+// at a time, so that the directories open at once stay within the cache
+// (maxOpenMailboxes) whatever the messages in flight. If op finds a
+// directory gone from a mailbox opened earlier, as when someone removed
+// the mailbox meanwhile, the mailbox is opened anew and op runs once more.
+func (md *maildir) with(box string, op func(*mailbox) error) error {
+	for retried := false; ; retried = true {
+		mb, fresh, err := md.acquire(box)
+		if err != nil {
+			return fmt.Errorf("maildir: mailbox %q: %w", box, err)
+		}
+		err = op(mb)
+		md.release(mb)
+		if fresh || retried || !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		md.forget(mb)
+	}
+}
+
+// acquire returns the mailbox box, and whether this call opened it. When
+// the cache is full of mailboxes in use, it waits until one is released:
+// no step waits for anything else while it holds a mailbox, so the wait
+// ends. The caller releases the mailbox.
+func (md *maildir) acquire(box string) (mb *mailbox, fresh bool, err error) {
 	md.mu.Lock()
-	if mb := md.boxes[box]; mb != nil {
+	for md.boxes[box] == nil && !md.makeRoom() {
+		md.room.Wait()
+	}
+	if mb = md.boxes[box]; mb != nil {
 		mb.users++
 		md.mu.Unlock()
-		return mb, nil
+		<-mb.ready
+		if mb.err != nil {
+			md.release(mb)
+			return nil, false, mb.err
+		}
+		return mb, false, nil
 	}
-	err := md.openRoot()
+	if err := md.openRoot(); err != nil {
+		md.mu.Unlock()
+		return nil, false, err
+	}
+	// The mailbox takes its place in the cache now, so that the
+	// sessions that want it meanwhile wait for this one opening.
+	mb = &mailbox{name: box, root: md.root, users: 1, ready: make(chan struct{})}
+	md.boxes[box] = mb
 	md.mu.Unlock()
-	if err != nil {
-		return nil, err
+	mb.err = md.openMailbox(mb)
+	close(mb.ready)
+	if mb.err != nil {
+		md.forget(mb)
+		md.release(mb)
+		return nil, false, mb.err
 	}
-	mb, err := md.openMailbox(box)
-	if err != nil {
-		return nil, err
+	return mb, true, nil
+}
+
+// makeRoom reports whether the cache has room for one more mailbox,
+// closing an unused one if it must; md.mu is held.
+func (md *maildir) makeRoom() bool {
+	if len(md.boxes) < md.maxOpen {
+		return true
 	}
-	md.mu.Lock()
-	defer md.mu.Unlock()
-	if other := md.boxes[box]; other != nil { // another session was quicker
-		mb.closeDirs()
-		other.users++
-		return other, nil
-	}
-	if len(md.boxes) >= maxOpenMailboxes {
-		for name, unused := range md.boxes {
-			if unused.users == 0 {
-				delete(md.boxes, name)
-				unused.closeDirs()
-			}
+	for name, mb := range md.boxes {
+		if mb.users == 0 {
+			delete(md.boxes, name)
+			mb.closeDirs()
+			return true
 		}
 	}
-	mb.users = 1
-	md.boxes[box] = mb
-	return mb, nil
+	return false
+}
+
+// release says a step is done with mb.
+func (md *maildir) release(mb *mailbox) {
+	md.mu.Lock()
+	defer md.mu.Unlock()
+	mb.users--
+	if mb.users == 0 {
+		if mb.dropped {
+			mb.closeDirs()
+		}
+		md.room.Broadcast()
+	}
+}
+
+// forget takes mb out of the cache (it could not be opened, or its
+// directory was removed), so that the next step opens it anew.
+func (md *maildir) forget(mb *mailbox) {
+	md.mu.Lock()
+	defer md.mu.Unlock()
+	if md.boxes[mb.name] == mb {
+		delete(md.boxes, mb.name)
+		md.room.Broadcast()
+	}
+	mb.dropped = true
+	if mb.users == 0 {
+		mb.closeDirs()
+	}
+}
+
+// closeDirs closes the mailbox's directories; maildir.mu is held.
+func (mb *mailbox) closeDirs() {
+	if mb.closed {
+		return
+	}
+	mb.closed = true
+	for _, f := range []*os.File{mb.tmp, mb.new} {
+		if f != nil {
+			f.Close()
+		}
+	}
 }
 
 // openMailbox makes sure the mailbox's tmp/, new/ and cur/ exist and opens
-// tmp/ and new/. When it creates a directory it fsyncs the ones above, so
-// that a message renamed into new/ cannot vanish with its mailbox after a
+// tmp/ and new/. When it creates a directory it flushes the ones above,
+// so that a message put into new/ cannot vanish with its mailbox after a
 // crash.
-func (md *maildir) openMailbox(box string) (*mailbox, error) {
+func (md *maildir) openMailbox(mb *mailbox) error {
+	box := mb.name
 	created := false
 	for _, dir := range []string{box, box + "/tmp", box + "/new", box + "/cur"} {
 		err := md.root.Mkdir(dir, 0o700)
@@ -242,63 +354,42 @@ func (md *maildir) openMailbox(box string) (*mailbox, error) {
 				md.spreadSubdirs(box)
 			}
 		} else if !errors.Is(err, fs.ErrExist) {
-			return nil, err
+			return err
 		}
 	}
-	if created {
+	if created && !md.noSync {
 		if err := md.syncDir("."); err != nil {
-			return nil, err
+			return err
 		}
 		if err := md.syncDir(box); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	mb := &mailbox{name: box, root: md.root}
 	var err error
-	if mb.tmp, err = md.root.Open(box + "/tmp"); err != nil {
-		return nil, err
+	if mb.tmp, _, err = md.openDir(box + "/tmp"); err != nil {
+		return err
 	}
-	if mb.new, err = md.root.Open(box + "/new"); err != nil {
-		mb.tmp.Close()
-		return nil, err
-	}
-	return mb, nil
+	mb.new, mb.dev, err = md.openDir(box + "/new")
+	return err
 }
 
-// hold takes one more use of mb, which the holder releases.
-func (md *maildir) hold(mb *mailbox) {
-	md.mu.Lock()
-	mb.users++
-	md.mu.Unlock()
-}
-
-// release says a delivery is done with mb.
-func (md *maildir) release(mb *mailbox) {
-	md.mu.Lock()
-	defer md.mu.Unlock()
-	mb.users--
-	if mb.users == 0 && mb.dropped {
-		mb.closeDirs()
+// openDir opens the directory name below the root, and says which file
+// system it is on. Anything else by that name, a file left there for one,
+// is an error.
+func (md *maildir) openDir(name string) (*os.File, uint64, error) {
+	d, err := md.root.Open(name)
+	if err != nil {
+		return nil, 0, err
 	}
-}
-
-// forget takes mb out of the cache (its directory was removed), so that the
-// next delivery opens it anew.
-func (md *maildir) forget(mb *mailbox) {
-	md.mu.Lock()
-	defer md.mu.Unlock()
-	if md.boxes[mb.name] == mb {
-		delete(md.boxes, mb.name)
+	fi, err := d.Stat()
+	if err == nil && !fi.IsDir() {
+		err = &fs.PathError{Op: "open", Path: name, Err: syscall.ENOTDIR}
 	}
-	mb.dropped = true
-	if mb.users == 0 {
-		mb.closeDirs()
+	if err != nil {
+		d.Close()
+		return nil, 0, err
 	}
-}
-
-func (mb *mailbox) closeDirs() {
-	mb.tmp.Close()
-	mb.new.Close()
+	return d, deviceOf(fi), nil
 }
 
 // spreadSubdirs asks the file system to place the new mailbox's tmp/, new/
@@ -325,15 +416,20 @@ func (md *maildir) syncDir(dir string) error {
 	return err
 }
 
-// delivery is one message on its way into one or more mailboxes. It is
-// written once, into tmp/ of the first mailbox; commit makes it durable and
+// delivery is one message on its way into one or more mailboxes. While it
+// is received it holds one open file and no directory: the message's file,
+// made in tmp/ of the first mailbox. Its commit makes it durable and
 // visible in every mailbox's new/, or in none.
 type delivery struct {
 	md    *maildir
-	boxes []*mailbox // distinct mailboxes, held until the delivery ends
-	name  string     // the unique file name, the same in every mailbox
-	file  *os.File
-	bw    *bufio.Writer
+	boxes []string // the distinct mailboxes; the file is in the first
+	name  string   // the unique file name, the same in every mailbox
+	file  *os.File // open for reading too, for a copy where a link fails
+	// unnamed says the file has no name before it is linked into new/
+	// (see maildir_linux.go); otherwise it is tmp/name of the first
+	// mailbox.
+	unnamed bool
+	bw      *bufio.Writer
 
 	// For the group commit: the committing session waits on wake (true:
 	// lead the next batch), and err says how the commit ended.
@@ -346,98 +442,84 @@ const writeBufferSize = 32 << 10
 
 var writeBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufferSize) }}
 
-// create starts a delivery to the given mailboxes. What is written to it is
-// stored as it is: the caller turns the wire form into the stored form
-// (storedWriter).
+// create starts a delivery to the given mailboxes, each of which is made
+// now if it does not exist, so that a mailbox that cannot be used is an
+// error before the client sends its message. What is written to the
+// delivery is stored as it is: the caller turns the wire form into the
+// stored form (storedWriter).
 func (md *maildir) create(boxes []string) (*delivery, error) {
-	d := &delivery{md: md}
-	if err := d.acquire(boxes); err != nil {
-		return nil, err
+	for _, box := range boxes {
+		if err := md.with(box, func(*mailbox) error { return nil }); err != nil {
+			return nil, err
+		}
 	}
-	for retried := false; ; {
-		d.name = md.uniqueName(time.Now())
-		f, err := d.boxes[0].createTmp(d.name, os.O_WRONLY)
-		if errors.Is(err, fs.ErrExist) {
-			continue // a clash with another process on the same host and pid
-		}
-		if errors.Is(err, fs.ErrNotExist) && !retried {
-			// Someone removed the mailbox since it was opened: open
-			// it anew, once.
-			retried = true
-			for _, mb := range d.boxes {
-				md.forget(mb)
-			}
-			d.release()
-			if err := d.acquire(boxes); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		if err != nil {
-			d.release()
-			return nil, fmt.Errorf("maildir: create in %q: %w", boxes[0], err)
-		}
-		d.file = f
-		break
+	d := &delivery{md: md, boxes: boxes, name: md.uniqueName(time.Now())}
+	file, named, err := d.newFile("")
+	if err != nil {
+		return nil, fmt.Errorf("maildir: create in %q: %w", boxes[0], err)
 	}
+	d.file, d.unnamed = file, named == ""
 	d.bw = writeBuffers.Get().(*bufio.Writer)
 	d.bw.Reset(d.file)
 	return d, nil
 }
 
-// acquire opens the delivery's mailboxes, or none of them.
-func (d *delivery) acquire(boxes []string) error {
-	for _, name := range boxes {
-		mb, err := d.md.acquire(name)
-		if err != nil {
-			d.release()
-			return fmt.Errorf("maildir: mailbox %q: %w", name, err)
+// newFile creates a file in tmp/ of the delivery's first mailbox, for
+// reading and writing: unnamed where the file system can, else named the
+// delivery's name followed by suffix. It returns the name, "" for an
+// unnamed file. A clash with another file's name gives the delivery a new
+// name.
+func (d *delivery) newFile(suffix string) (f *os.File, name string, err error) {
+	err = d.md.with(d.boxes[0], func(mb *mailbox) error {
+		if !d.md.noUnnamed.Load() {
+			if f, err = mb.createUnnamed(); !errors.Is(err, errors.ErrUnsupported) {
+				return err
+			}
+			d.md.noUnnamed.Store(true)
 		}
-		d.boxes = append(d.boxes, mb)
-	}
-	return nil
-}
-
-// release gives the delivery's mailboxes back.
-func (d *delivery) release() {
-	for _, mb := range d.boxes {
-		d.md.release(mb)
-	}
-	d.boxes = d.boxes[:0]
+		for {
+			name = d.name + suffix
+			if f, err = mb.createTmp(name); !errors.Is(err, fs.ErrExist) {
+				return err
+			}
+			// A clash with another process on the same host and pid.
+			d.name = d.md.uniqueName(time.Now())
+		}
+	})
+	return f, name, err
 }
 
 // Write takes the next part of the message in its stored form.
 func (d *delivery) Write(p []byte) (int, error) { return d.bw.Write(p) }
 
 // commit makes the message durable in every mailbox and returns the paths of
-// the stored files. The file is written out and linked into the other
-// mailboxes' tmp/; then, in a batch with the deliveries of other sessions
-// (commit.go), the data is flushed to disk, the file renamed into each new/,
+// the stored files. In a batch with the deliveries of other sessions
+// (commit.go), the data is flushed to disk, the file put into each new/,
 // and the directories flushed: only then may the server answer 250. On any
 // failure nothing is left in new/ (nor in tmp/) and an error is returned.
+// With noSync nothing is flushed and no batch is needed.
 func (d *delivery) commit() ([]string, error) {
-	defer d.release()
 	// Closed however the commit ends. Once committed, the data was
-	// flushed before the rename: an error from close cannot lose any.
+	// flushed before it appeared in new/: an error from close cannot lose
+	// any.
 	defer d.file.Close()
 	err := d.bw.Flush()
 	d.releaseBuffer()
 	if err != nil {
-		d.removeTmp(d.boxes[:1])
+		d.takeBack(nil)
 		return nil, fmt.Errorf("maildir: write: %w", err)
 	}
-	for i, mb := range d.boxes[1:] {
-		if err := d.copyTo(mb); err != nil {
-			d.removeTmp(d.boxes[:i+2])
-			return nil, fmt.Errorf("maildir: copy to %q: %w", mb.name, err)
-		}
+	if d.md.noSync {
+		err = d.publish()
+	} else {
+		err = d.md.group.commit(d)
 	}
-	if err := d.md.group.commit(d); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	paths := make([]string, len(d.boxes))
-	for i, mb := range d.boxes {
-		paths[i] = filepath.Join(d.md.dir, mb.name, "new", d.name)
+	for i, box := range d.boxes {
+		paths[i] = filepath.Join(d.md.dir, box, "new", d.name)
 	}
 	return paths, nil
 }
@@ -450,54 +532,119 @@ func (d *delivery) releaseBuffer() {
 	}
 }
 
-// copyTo puts the message into mb's tmp/: a hard link, as Dovecot does for
-// several recipients, or a copy where links are not possible.
-func (d *delivery) copyTo(mb *mailbox) error {
-	first := d.boxes[0]
-	if linkTmp(first, mb, d.name) == nil {
-		return nil
+// publish makes the message appear, whole and at once, in the new/ of each
+// mailbox: an unnamed file is linked there; a named one is linked from tmp/
+// into the others' new/, then renamed into its own, last. On failure it
+// takes back what it did, and returns the error.
+func (d *delivery) publish() error {
+	order := d.boxes
+	if !d.unnamed {
+		order = append(slices.Clone(d.boxes[1:]), d.boxes[0])
 	}
-	in, err := first.openTmp(d.name)
+	for i, box := range order {
+		if err := d.publishTo(box); err != nil {
+			d.takeBack(order[:i])
+			return fmt.Errorf("maildir: put into %q: %w", box+"/new", err)
+		}
+	}
+	return nil
+}
+
+// publishTo puts the message into box's new/: a hard link, as Dovecot
+// does for several recipients, or a copy where links are not possible.
+func (d *delivery) publishTo(box string) error {
+	var err error
+	switch {
+	case d.unnamed:
+		err = d.md.with(box, func(mb *mailbox) error { return mb.linkUnnamed(d.file, d.name) })
+	case box == d.boxes[0]:
+		return d.md.with(box, func(mb *mailbox) error { return mb.moveToNew(d.name) })
+	default:
+		err = d.md.root.Link(path.Join(d.boxes[0], "tmp", d.name), path.Join(box, "new", d.name))
+	}
+	if err == nil || errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return d.md.with(box, d.copyInto)
+}
+
+// copyInto stores a copy of the message in mb's new/, through tmp/. The
+// copy is made after the batch's data flush, so it flushes itself.
+func (d *delivery) copyInto(mb *mailbox) error {
+	copying <- struct{}{}
+	defer func() { <-copying }()
+	out, err := mb.createTmp(d.name)
 	if err != nil {
 		return err
 	}
-	defer in.Close()
-	out, err := mb.createTmp(d.name, os.O_WRONLY)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(out, in)
-	if err == nil {
+	_, err = io.Copy(out, io.NewSectionReader(d.file, 0, math.MaxInt64))
+	if err == nil && !d.md.noSync {
 		err = out.Sync()
 	}
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil {
+		err = mb.moveToNew(d.name)
+	}
+	if err != nil {
+		d.removeFrom(mb.name, "tmp", d.name)
+	}
 	return err
+}
+
+// takeBack removes the message from the new/ of the mailboxes it was put
+// into and, if it is named, its file from tmp/.
+func (d *delivery) takeBack(published []string) {
+	for _, box := range published {
+		d.removeFrom(box, "new", d.name)
+	}
+	if !d.unnamed && !slices.Contains(published, d.boxes[0]) {
+		d.removeFrom(d.boxes[0], "tmp", d.name)
+	}
+}
+
+// removeFrom unlinks name from box's sub/ ("tmp" or "new"). No client can
+// be told when that fails, so it is logged: a file left in tmp/ is only
+// litter (Maildir readers remove old ones), but one left in new/ is a
+// message delivered although the client was told it was not, and its retry
+// will deliver it again.
+func (d *delivery) removeFrom(box, sub, name string) {
+	err := d.md.with(box, func(mb *mailbox) error {
+		if sub == "new" {
+			return mb.removeNew(name)
+		}
+		return mb.removeTmp(name)
+	})
+	if err == nil {
+		return
+	}
+	p := filepath.Join(d.md.dir, box, sub, name)
+	if sub == "new" {
+		d.md.log.Error("smtpd: a message refused with 451 stays in new/: the client's retry will deliver it twice", "path", p, "err", err)
+		return
+	}
+	d.md.log.Warn("smtpd: cannot remove a message file from tmp/", "path", p, "err", err)
 }
 
 // spool is a scratch file beside a delivery, in tmp/ of its first mailbox,
 // that holds a message for a content filter to read.
 type spool struct {
-	md   *maildir
-	box  *mailbox // held until the spool is removed
-	name string
+	d    *delivery
+	name string // "" for an unnamed file
 	file *os.File
 	bw   *bufio.Writer
 }
 
-// newSpool creates the delivery's spool file; it lives as long as the
-// delivery holds the mailbox.
+// newSpool creates the delivery's spool file.
 func (d *delivery) newSpool() (*spool, error) {
-	name := d.name + ",filter"
-	f, err := d.boxes[0].createTmp(name, os.O_RDWR)
+	f, name, err := d.newFile(",filter")
 	if err != nil {
 		return nil, fmt.Errorf("maildir: spool: %w", err)
 	}
 	bw := writeBuffers.Get().(*bufio.Writer)
 	bw.Reset(f)
-	d.md.hold(d.boxes[0])
-	return &spool{md: d.md, box: d.boxes[0], name: name, file: f, bw: bw}, nil
+	return &spool{d: d, name: name, file: f, bw: bw}, nil
 }
 
 func (sp *spool) Write(p []byte) (int, error) { return sp.bw.Write(p) }
@@ -527,26 +674,14 @@ func (sp *spool) releaseBuffer() {
 func (sp *spool) remove() {
 	sp.releaseBuffer()
 	sp.file.Close()
-	sp.box.removeTmp(sp.name)
-	sp.md.release(sp.box)
+	if sp.name != "" {
+		sp.d.removeFrom(sp.d.boxes[0], "tmp", sp.name)
+	}
 }
 
 // abort gives up a delivery that will not be committed.
 func (d *delivery) abort() {
 	d.releaseBuffer()
 	d.file.Close()
-	d.removeTmp(d.boxes[:1])
-	d.release()
-}
-
-func (d *delivery) removeTmp(boxes []*mailbox) {
-	for _, mb := range boxes {
-		mb.removeTmp(d.name)
-	}
-}
-
-func (d *delivery) removeNew(boxes []*mailbox) {
-	for _, mb := range boxes {
-		mb.removeNew(d.name)
-	}
+	d.takeBack(nil)
 }

@@ -339,34 +339,46 @@ func TestDeliveryFailures(t *testing.T) {
 		// setup breaks the Maildir before the delivery starts.
 		setup func(t *testing.T, root string)
 		// break_ breaks the delivery after the message is written.
-		break_ func(d *delivery)
+		break_ func(t *testing.T, d *delivery)
 		// wantCreateErr says create, not commit, must fail.
 		wantCreateErr bool
 	}{
 		{
-			name:  "rename into second new fails",
-			boxes: []string{"alice", "bob"},
-			setup: func(t *testing.T, root string) { makeFile(t, filepath.Join(root, "bob", "new")) },
+			name:   "second new/ replaced by a file",
+			boxes:  []string{"alice", "bob"},
+			break_: replaceByFile("bob", "new"),
 		},
 		{
-			name:  "rename into first new fails",
-			boxes: []string{"alice", "bob"},
-			setup: func(t *testing.T, root string) { makeFile(t, filepath.Join(root, "alice", "new")) },
+			name:   "first new/ replaced by a file",
+			boxes:  []string{"alice", "bob"},
+			break_: replaceByFile("alice", "new"),
 		},
 		{
-			name:  "rename into last of three fails",
-			boxes: []string{"alice", "bob", "carol"},
-			setup: func(t *testing.T, root string) { makeFile(t, filepath.Join(root, "carol", "new")) },
+			name:   "last new/ of three replaced by a file",
+			boxes:  []string{"alice", "bob", "carol"},
+			break_: replaceByFile("carol", "new"),
 		},
 		{
-			name:  "copy into second tmp fails",
-			boxes: []string{"alice", "bob"},
-			setup: func(t *testing.T, root string) { makeFile(t, filepath.Join(root, "bob", "tmp")) },
+			name:   "first mailbox removed",
+			boxes:  []string{"alice", "bob"},
+			break_: replaceByFile("alice", ""),
+		},
+		{
+			name:          "second new/ is a file",
+			boxes:         []string{"alice", "bob"},
+			setup:         func(t *testing.T, root string) { makeFile(t, filepath.Join(root, "bob", "new")) },
+			wantCreateErr: true,
+		},
+		{
+			name:          "second tmp/ is a file",
+			boxes:         []string{"alice", "bob"},
+			setup:         func(t *testing.T, root string) { makeFile(t, filepath.Join(root, "bob", "tmp")) },
+			wantCreateErr: true,
 		},
 		{
 			name:   "writing the file fails",
 			boxes:  []string{"alice", "bob"},
-			break_: func(d *delivery) { d.file.Close() },
+			break_: func(_ *testing.T, d *delivery) { d.file.Close() },
 		},
 		{
 			name:          "mailbox is a file",
@@ -403,7 +415,7 @@ func TestDeliveryFailures(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tc.break_ != nil {
-				tc.break_(d.delivery)
+				tc.break_(t, d.delivery)
 			}
 			paths, err := d.commit()
 			if err == nil {
@@ -411,6 +423,19 @@ func TestDeliveryFailures(t *testing.T) {
 			}
 			checkEmpty(t, root, tc.boxes...)
 		})
+	}
+}
+
+// replaceByFile returns a break_ function that removes box/sub (the whole
+// mailbox if sub is "") and puts a file in its place, so that the mailbox
+// cannot be made again.
+func replaceByFile(box, sub string) func(*testing.T, *delivery) {
+	return func(t *testing.T, d *delivery) {
+		p := filepath.Join(d.md.dir, box, sub)
+		if err := os.RemoveAll(p); err != nil {
+			t.Fatal(err)
+		}
+		makeFile(t, p)
 	}
 }
 

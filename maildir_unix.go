@@ -28,11 +28,11 @@ func inDir(dir *os.File, op func(fd int) error) error {
 }
 
 // createTmp creates the file name in tmp/, which must not exist, for
-// writing (flag os.O_WRONLY or os.O_RDWR).
-func (mb *mailbox) createTmp(name string, flag int) (*os.File, error) {
+// reading and writing.
+func (mb *mailbox) createTmp(name string) (*os.File, error) {
 	var f *os.File
 	err := inDir(mb.tmp, func(dir int) error {
-		fd, err := unix.Openat(dir, name, flag|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		fd, err := unix.Openat(dir, name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 		if err != nil {
 			return &os.PathError{Op: "create", Path: mb.name + "/tmp/" + name, Err: err}
 		}
@@ -42,34 +42,11 @@ func (mb *mailbox) createTmp(name string, flag int) (*os.File, error) {
 	return f, err
 }
 
-// openTmp opens the file name in tmp/ for reading.
-func (mb *mailbox) openTmp(name string) (*os.File, error) {
-	var f *os.File
-	err := inDir(mb.tmp, func(dir int) error {
-		fd, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return &os.PathError{Op: "open", Path: mb.name + "/tmp/" + name, Err: err}
-		}
-		f = os.NewFile(uintptr(fd), mb.name+"/tmp/"+name)
-		return nil
-	})
-	return f, err
-}
-
-// publish moves the file name from tmp/ into new/ (rename is atomic).
-func (mb *mailbox) publish(name string) error {
+// moveToNew moves the file name from tmp/ into new/ (rename is atomic).
+func (mb *mailbox) moveToNew(name string) error {
 	return inDir(mb.tmp, func(tmp int) error {
 		return inDir(mb.new, func(dst int) error {
 			return unix.Renameat(tmp, name, dst, name)
-		})
-	})
-}
-
-// linkTmp makes the file name of from's tmp/ appear in to's tmp/ too.
-func linkTmp(from, to *mailbox, name string) error {
-	return inDir(from.tmp, func(src int) error {
-		return inDir(to.tmp, func(dst int) error {
-			return unix.Linkat(src, name, dst, name, 0)
 		})
 	})
 }

@@ -55,12 +55,17 @@ type Config struct {
 	// 100.
 	MaxRecipients int
 	// MaxConns is the most concurrent sessions; a client over the limit
-	// gets 421 4.3.2 and is disconnected. 0 means 10000. Each session is
-	// one open file: keep MaxConns under the process's open-file limit,
-	// with some to spare (up to 128 more stay open for a second after
-	// their sessions, see SECURITY.md). Past that limit accept fails, and Serve backs
-	// off and retries while new clients wait, unanswered, in the listen
-	// queue. An idle session costs the server about 4.5 KiB.
+	// gets 421 4.3.2 and is disconnected. 0 means 10000. A session holds
+	// at most two open files, its connection and the message it is
+	// receiving (however many recipients it has), and eight more while
+	// a content filter runs; the Maildir store keeps at most 512
+	// directories open besides, and up to 128 connections stay open for
+	// a second after their sessions (see SECURITY.md). Keep what that
+	// adds up to under the process's open-file limit, with some to spare
+	// (the smtpd command lowers its default to fit). Past that limit
+	// accept fails, and Serve backs off and retries while new clients
+	// wait, unanswered, in the listen queue. An idle session costs the
+	// server about 4.5 KiB.
 	MaxConns int
 	// MaxErrors is how many error replies (5xx) a session may get before
 	// the server answers 421 4.7.0 and closes it; 0 means 10.
@@ -155,6 +160,15 @@ type Config struct {
 	SessionStarted func(*SessionLog)
 	// SessionEnded: see SessionStarted.
 	SessionEnded func(*SessionLog)
+	// NoSync stores messages without flushing them to disk. A message
+	// still appears in new/ whole and at once, and a 250 still means it
+	// is there, in the kernel's hands: a crash of the server loses
+	// nothing, but a crash of the machine (power loss, kernel panic) may
+	// lose the messages of its last seconds. By default a 250 means the
+	// message and its directory entry are on stable storage. NoSync is
+	// for tests, demos and local sinks, which mailpit and go-smtp-mock
+	// serve the same way; smtpdtest sets it unless told otherwise.
+	NoSync bool
 
 	// TLSConfig, if set, turns on STARTTLS (RFC 3207) and lets ServeTLS
 	// serve implicit TLS (RFC 8314). It needs a certificate (Certificates,
@@ -422,6 +436,7 @@ func (srv *Server) setup() error {
 	if srv.store, err = newMaildir(set.maildirRoot, set.hostname); err != nil {
 		return fmt.Errorf("smtpd: Maildir root: %w", err)
 	}
+	srv.store.noSync, srv.store.log = srv.Config.NoSync, srv.log
 	srv.access = newAccessLog(filepath.Join(set.dataDir, "access.log"))
 	plan, err := newFaults(srv.Config.Faults)
 	if err != nil {

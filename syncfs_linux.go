@@ -1,7 +1,9 @@
 package smtpd
 
 import (
+	"io/fs"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -32,4 +34,20 @@ func syncFileSystems(files []*os.File) error {
 		}
 	}
 	return nil
+}
+
+// syncFileSystem calls syncfs for the file system f is on.
+func syncFileSystem(f *os.File) error {
+	if err := inDir(f, unix.Syncfs); err != nil {
+		return &os.PathError{Op: "syncfs", Path: f.Name(), Err: err}
+	}
+	return nil
+}
+
+// deviceOf returns the file system a file is on, from its FileInfo.
+func deviceOf(fi fs.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Dev
+	}
+	return 0
 }

@@ -25,10 +25,12 @@
 // always before the test's own deadline (go test -timeout), so that a
 // failed wait says what arrived instead of ending in a timeout panic.
 //
-// The server is the real one, with its real replies, durable Maildir
-// delivery and smuggling-safe DATA reader; options add what a test needs on
-// top: a trace in the test's output, fault plans, test mode (any AUTH
-// accepted), TLS with a certificate of its own.
+// The server is the real one, with its real replies, Maildir delivery and
+// smuggling-safe DATA reader; options add what a test needs on top: a trace
+// in the test's output, fault plans, test mode (any AUTH accepted), TLS
+// with a certificate of its own. It stores without flushing to disk
+// (smtpd.Config.NoSync), which a test does not need and which made a whole
+// test about twice as slow; Durable turns flushing back on.
 package smtpdtest
 
 import (
@@ -91,6 +93,7 @@ type options struct {
 	faults      *smtpd.FaultPlan
 	testMode    bool
 	tls         bool
+	durable     bool
 	waitTimeout time.Duration
 }
 
@@ -110,6 +113,13 @@ func Trace() Option {
 // test can replace it at any time with SMTP.SetFaults.
 func Faults(plan *smtpd.FaultPlan) Option {
 	return func(o *options) { o.faults = plan }
+}
+
+// Durable makes the server flush every message to disk before its 250, as
+// smtpd does outside tests, for a test of that very path; without it the
+// server runs with smtpd.Config.NoSync.
+func Durable() Option {
+	return func(o *options) { o.durable = true }
 }
 
 // TestMode puts the server in smtpd.Config.TestMode, for code that
@@ -151,7 +161,8 @@ const defaultWaitTimeout = 10 * time.Second
 // NewServer starts a server on 127.0.0.1 and a free port and closes it when
 // the test ends. Unset Config fields get test-friendly values: the hostname
 // "smtpd.test", a t.TempDir() data directory, and logs written to the
-// test's output. The server keeps every message it stores (with its data)
+// test's output; messages are not flushed to disk unless Durable is
+// given. The server keeps every message it stores (with its data)
 // for Messages, WaitMessages and WaitFor, and the record of the last 1000
 // sessions for Sessions; Delivered, SessionStarted and SessionEnded
 // functions in the Config are still called. With TLS it also serves
@@ -219,6 +230,7 @@ func (ts *Server) config(tb testing.TB, o options) (smtpd.Config, error) {
 		cfg.Faults = o.faults
 	}
 	cfg.TestMode = cfg.TestMode || o.testMode
+	cfg.NoSync = !o.durable
 	if o.tls {
 		if cfg.TLSConfig != nil {
 			return cfg, errTLSTwice

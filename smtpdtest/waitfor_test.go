@@ -89,6 +89,7 @@ func TestTraceOption(t *testing.T) {
 // BenchmarkNewServer measures what a test pays for its own server: start
 // on a free port with a fresh data directory, then close.
 func BenchmarkNewServer(b *testing.B) {
+	b.ReportAllocs()
 	for b.Loop() {
 		ts := smtpdtest.NewServer(b)
 		ts.Close()

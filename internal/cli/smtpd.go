@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -24,6 +25,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/tpe-protos/smtpd"
+	"github.com/tpe-protos/smtpd/internal/openfiles"
 	"github.com/tpe-protos/smtpd/internal/webaddr"
 )
 
@@ -58,6 +60,7 @@ type smtpdFlags struct {
 	verbose               bool
 	explain, traceBody    bool
 	strictCRLF            bool
+	noSync                bool
 	color                 string
 	idleTimeout           time.Duration
 	dataTimeout           time.Duration
@@ -106,6 +109,7 @@ func (f *smtpdFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.explain, "explain", false, "follow each reply in the trace with what it means and its RFC section (turns the trace on)")
 	fs.BoolVar(&f.traceBody, "trace-body", false, "trace message data whole (default: the first lines and the size; turns the trace on)")
 	fs.BoolVar(&f.strictCRLF, "strict-crlf", false, "refuse lines ending in a bare LF (default: take them, and say so in the trace)")
+	fs.BoolVar(&f.noSync, "no-sync", false, "store without flushing to disk (tests, demos, local sinks); by default a 250 means flushed")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", smtpd.DefaultCommandTimeout, "how long to wait for a command")
 	fs.DurationVar(&f.dataTimeout, "data-timeout", smtpd.DefaultDataTimeout, "how long to wait for each block of message data")
 	fs.StringVar(&f.http, "http", "", "serve the web view, JSON API, event stream and Prometheus /metrics on `ADDR` (a port alone means 127.0.0.1; default off)")
@@ -243,6 +247,7 @@ func (f *smtpdFlags) config(stdout, stderr io.Writer) (smtpd.Config, error) {
 		Explain:         f.explain,
 		TraceBody:       f.traceBody,
 		StrictCRLF:      f.strictCRLF,
+		NoSync:          f.noSync,
 
 		AllowInsecureAuth: f.allowInsecureAuth,
 		RequireAuth:       f.requireAuth,
@@ -366,17 +371,21 @@ func runSmtpd(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		// trace; -v=false -explain starts quiet, ready for verbose-on.
 		f.verbose = f.explain || f.traceBody
 	}
-	f.maxConns = fitOpenFiles(stderr, f.maxConns, isSet(fs, "max-conns"), openFileLimit())
 	cfg, err := f.config(stdout, stderr)
 	if err != nil {
 		return usageError(stderr, "smtpd", err)
 	}
+	// What the fitting says waits until the command line is known good:
+	// a usage error is one line.
+	var fitted strings.Builder
+	cfg.MaxConns = fitOpenFiles(&fitted, cfg.MaxConns, isSet(fs, "max-conns"), openFileLimit(), cfg.Filter != nil)
 	srv, err := smtpd.NewServer(cfg)
 	if err != nil {
 		// A bad hostname or domain, or a directory that cannot be used:
 		// say it in the words of the command line.
 		return usageError(stderr, "smtpd", errors.New(configToFlags.Replace(strings.TrimPrefix(err.Error(), "smtpd: "))))
 	}
+	io.WriteString(stderr, fitted.String())
 	stopProfiles, err := startProfiles(f.cpuProfile, f.memProfile)
 	if err != nil {
 		srv.Close()
@@ -401,29 +410,23 @@ func runSmtpd(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 // errors.
 var configToFlags = strings.NewReplacer("Config.Hostname", "-hostname", "Config.Domains", "-domains")
 
-// spareFiles is what the server needs open besides its sessions: the
-// listeners, the access log, the Maildir root, a message being stored, a
-// content filter's pipes, the runtime's own (64), and the connections of
-// ended sessions still in their graceful close (128 at most, see
-// SECURITY.md).
-const spareFiles = 64 + 128
-
 // fitOpenFiles returns the session limit to use under the open-file limit
-// (0: unknown). Each session is one descriptor; past the limit a new client
-// gets no 421 but waits in the listen queue while the accept loop backs
-// off. So the default -max-conns is lowered to fit, and a -max-conns given
-// that does not fit is kept, with a warning.
-func fitOpenFiles(stderr io.Writer, maxConns int, given bool, limit uint64) int {
-	if limit == 0 || uint64(maxConns)+spareFiles <= limit {
+// (0: unknown), with or without a content filter. A session holds a few
+// files (see internal/openfiles); past the limit a new client would wait
+// unanswered in the listen queue while Serve backs off, or a message in
+// flight would fail. So the default -max-conns is lowered to fit, and a
+// -max-conns given that does not fit is kept, with a warning.
+func fitOpenFiles(stderr io.Writer, maxConns int, given bool, limit uint64, filter bool) int {
+	if limit == 0 || uint64(openfiles.Server(maxConns, filter)) <= limit {
 		return maxConns
 	}
-	fits := int(max(spareFiles, limit) - spareFiles)
+	fits := openfiles.SessionsWithin(int(min(limit, math.MaxInt32)), filter)
 	if !given {
 		fmt.Fprintf(stderr, "smtpd: at most %d sessions: the open-file limit is %d (see -max-conns)\n", fits, limit)
 		return fits
 	}
-	fmt.Fprintf(stderr, "smtpd: warning: -max-conns %d does not fit under the open-file limit %d with %d to spare; "+
-		"raise the limit (ulimit -n) or lower -max-conns to %d\n", maxConns, limit, spareFiles, fits)
+	fmt.Fprintf(stderr, "smtpd: warning: -max-conns %d does not fit under the open-file limit %d; "+
+		"raise the limit (ulimit -n) or lower -max-conns to %d\n", maxConns, limit, fits)
 	return maxConns
 }
 
