@@ -3,6 +3,8 @@ package smtpd_test
 import (
 	"os"
 	"regexp"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -41,6 +43,34 @@ func TestDocsAgree(t *testing.T) {
 	for _, name := range []string{"README.md", "SECURITY.md", "doc.go"} {
 		for _, m := range endOfData.FindAllString(read(name), -1) {
 			t.Errorf("%s: %q: a client that has ended every line with a bare LF may end its data with <LF>.<LF>", name, m)
+		}
+	}
+}
+
+// TestREADMEPackages checks that the README names every Debian package
+// .ci/run installs for the tests: a newcomer who installs only the ones the
+// README lists sees the others' tests skip, without a word.
+func TestREADMEPackages(t *testing.T) {
+	ci, err := os.ReadFile(".ci/run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?s)\npackages="(.*?)"`).FindSubmatch(ci)
+	if m == nil {
+		t.Fatal(`.ci/run has no packages="…" list`)
+	}
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	install := regexp.MustCompile("`apt-get install\\s+([^`]*)`").FindSubmatch(readme)
+	if install == nil {
+		t.Fatal("README.md has no `apt-get install …` line")
+	}
+	listed := strings.Fields(string(install[1]))
+	for _, p := range strings.Fields(string(m[1])) {
+		if !slices.Contains(listed, p) {
+			t.Errorf("README.md's apt-get install line lacks %s, which .ci/run installs", p)
 		}
 	}
 }
