@@ -38,6 +38,10 @@ func startWeb(t *testing.T, cfg smtpd.Config) *webServer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The view first, so that the sessions of the test's first message
+	// already keep their transcripts for it: ServeWeb, in its goroutine,
+	// may make it only after that message is stored.
+	ts.SMTP.Handler()
 	served := make(chan error, 1)
 	go func() { served <- ts.SMTP.ServeWeb(l) }()
 	t.Cleanup(func() {
