@@ -130,11 +130,16 @@ func (s *session) readChunk(c *chunked, size int64) error {
 		sink = io.Discard
 	}
 	w := &stickyWriter{w: sink}
-	err := s.copyChunk(w, size)
+	n, err := s.copyChunk(w, size)
 	if !tooBig {
-		c.m.Size += size
+		c.m.Size += n
 	}
-	s.event("chunk of %d octets; %d octets of message so far", size, c.m.Size)
+	if n < size {
+		// The connection broke: say what came, not what was announced.
+		s.event("chunk of %d octets announced, %d received; %d octets of message so far", size, n, c.m.Size)
+	} else {
+		s.event("chunk of %d octets; %d octets of message so far", size, c.m.Size)
+	}
 	switch {
 	case err != nil:
 		return err
@@ -149,7 +154,7 @@ func (s *session) readChunk(c *chunked, size int64) error {
 // skipChunk reads and throws away a chunk the server refuses, then returns
 // its reply r.
 func (s *session) skipChunk(size int64, r reply) reply {
-	if err := s.copyChunk(io.Discard, size); err != nil {
+	if _, err := s.copyChunk(io.Discard, size); err != nil {
 		return s.dataFailure(nil, err) // a read error: no message to name
 	}
 	s.event("chunk of %d octets read and thrown away", size)
@@ -157,15 +162,16 @@ func (s *session) skipChunk(size int64, r reply) reply {
 }
 
 // copyChunk copies the next size octets of input to w, each read within
-// DataTimeout (and, as every read, after the replies so far are sent).
-func (s *session) copyChunk(w io.Writer, size int64) error {
+// DataTimeout (and, as every read, after the replies so far are sent), and
+// returns how many it copied: fewer than size only with an error.
+func (s *session) copyChunk(w io.Writer, size int64) (int64, error) {
 	s.inData = true
-	_, err := io.CopyN(w, s.br, size)
+	n, err := io.CopyN(w, s.br, size)
 	s.inData = false
 	if errors.Is(err, io.EOF) {
 		err = io.ErrUnexpectedEOF
 	}
-	return err
+	return n, err
 }
 
 // dropChunks gives up the message being sent in chunks, if any.

@@ -186,7 +186,8 @@ func TestBDATBoundaries(t *testing.T) {
 
 // TestBDATShortChunkThenDisconnect announces more octets than it sends and
 // hangs up, in a middle chunk and in the last: nothing is stored, nothing
-// is left in tmp/.
+// is left in tmp/, and the trace counts the octets that came, not those
+// announced.
 func TestBDATShortChunkThenDisconnect(t *testing.T) {
 	t.Parallel()
 	for _, last := range []bool{false, true} {
@@ -208,6 +209,16 @@ func TestBDATShortChunkThenDisconnect(t *testing.T) {
 				t.Fatalf("the server did not see the disconnection:\n%s", trace.bytes())
 			}
 			ts.Close()
+			// 16 octets in the first chunk, 14 of the second's 1000.
+			got := string(trace.bytes())
+			for _, want := range []string{
+				"chunk of 1000 octets announced, 14 received; 30 octets of message so far",
+				"message data: 30 octets",
+			} {
+				if !strings.Contains(got, want) {
+					t.Errorf("the trace does not say %q:\n%s", want, got)
+				}
+			}
 			box := filepath.Join(ts.MaildirRoot, "alice")
 			for _, sub := range []string{"tmp", "new"} {
 				if names := dirNames(t, filepath.Join(box, sub)); len(names) != 0 {

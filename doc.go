@@ -26,9 +26,10 @@
 //
 // A Server never relays: every recipient is a local mailbox, and a message
 // is answered "250" only once it is durably on disk (written to tmp/,
-// fsynced, renamed into new/, new/ fsynced). Message data ends only at
-// <CRLF>.<CRLF>, and BDAT chunks are read by count, so SMTP smuggling
-// cannot slip a second message through.
+// fsynced, renamed into new/, new/ fsynced). Message data ends at
+// <CRLF>.<CRLF> (at <LF>.<LF> too, but only for a client that has ended
+// every line with a bare LF, which no relay does), and BDAT chunks are read
+// by count, so SMTP smuggling cannot slip a second message through.
 //
 // # Embedding
 //

@@ -20,7 +20,9 @@ command -v nc >/dev/null || { echo "stress.sh: nc is needed (apt-get install net
 dir=$(mktemp -d)
 pids=()
 cleanup() {
-	trap - EXIT INT TERM HUP
+	# A second Ctrl-C must not cut the cleanup short.
+	trap - EXIT
+	trap '' INT TERM HUP
 	echo "stress.sh: closing ${#pids[@]} connections"
 	[ ${#pids[@]} -eq 0 ] || kill "${pids[@]}" 2>/dev/null
 	kill %% 2>/dev/null # the last sleep
@@ -32,11 +34,13 @@ trap 'exit 0' INT TERM HUP
 
 # Every nc reads the same pipe, which this script holds open and never
 # writes to: their input never ends, so they keep their connections open
-# and send nothing. Each one's replies go to a file of its own.
+# and send nothing. Each one's replies go to a file of its own. The script
+# is the pipe's only writer (3>&-): however it ends, even killed, their
+# input ends with it, and -q 0 makes them quit then.
 mkfifo "$dir/quiet"
 exec 3<>"$dir/quiet"
 for ((i = 1; i <= n; i++)); do
-	nc "$host" "$port" <"$dir/quiet" >"$dir/$i" 2>&1 &
+	nc -q 0 "$host" "$port" <"$dir/quiet" >"$dir/$i" 2>&1 3>&- &
 	pids+=($!)
 done
 echo "stress.sh: $n connections opened to $host:$port; holding them (Ctrl-C closes them)"

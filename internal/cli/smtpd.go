@@ -197,8 +197,12 @@ func (f *smtpdFlags) check() error {
 	case f.http != "" && f.metricsHTTP != "" && f.http != f.metricsHTTP:
 		return errors.New("-http and -metrics-http name the same listener: give one")
 	}
+	httpFlag := "-http"
 	if f.http == "" {
-		f.http = f.metricsHTTP
+		f.http, httpFlag = f.metricsHTTP, "-metrics-http"
+	}
+	if f.http != "" && !isListenAddr(webaddr.Resolve(f.http)) {
+		return fmt.Errorf("%s %q: not a port, or a host and a port", httpFlag, f.http)
 	}
 	for _, p := range strings.Split(f.proxyFrom, ",") {
 		if p = strings.TrimSpace(p); p == "" {
@@ -216,6 +220,18 @@ func (f *smtpdFlags) check() error {
 		f.proxyPrefixes = append(f.proxyPrefixes, prefix.Masked())
 	}
 	return nil
+}
+
+// isListenAddr reports whether addr is a host and a port that net.Listen
+// can parse, so that a mistyped address is a usage error (exit status 2)
+// and only one that cannot be bound fails at listen time (exit status 1).
+func isListenAddr(addr string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	_, err = net.LookupPort("tcp", port)
+	return err == nil
 }
 
 func (f *smtpdFlags) config(stdout, stderr io.Writer) (smtpd.Config, error) {
