@@ -143,6 +143,9 @@ func (srv *Server) webEndpoint(addr string) (boundEndpoint, error) {
 	if err != nil {
 		return boundEndpoint{}, err
 	}
+	// The view now, before any endpoint is served: it keeps the
+	// transcripts of every session from the first.
+	srv.Handler()
 	return boundEndpoint{l, func() error { return srv.ServeWeb(l) }}, nil
 }
 

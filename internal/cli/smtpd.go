@@ -498,6 +498,12 @@ func listenAndServe(srv *smtpd.Server, f *smtpdFlags, stdout io.Writer) (<-chan 
 			return nil, fmt.Errorf("-http: %w", err)
 		}
 	}
+	if httpL != nil {
+		// The view first: it keeps the transcripts of the sessions
+		// that start from now on, and ServeWeb, in its goroutine
+		// below, may make it only after the first message came.
+		srv.Handler()
+	}
 	served := make(chan error, 4)
 	// All the "Listening on" lines in one write: a script that sees one
 	// of them sees them all.
