@@ -260,6 +260,11 @@ const (
 
 func (s headerSet) has(h headerSet) bool { return s&h != 0 }
 
+// allHeaders is what a header section longer than maxHeaderScan is taken to
+// have: the fields past the limit are not known, and adding one the message
+// has would duplicate it, or, for To, reveal Bcc recipients.
+const allHeaders = headerFrom | headerTo | headerCc | headerBcc | headerDate | headerMessageID
+
 // watchedHeaders maps lower-cased field names to their bit.
 var watchedHeaders = map[string]headerSet{
 	"from":       headerFrom,
@@ -271,7 +276,8 @@ var watchedHeaders = map[string]headerSet{
 }
 
 // maxHeaderScan bounds how much of a message is held in memory while its
-// header section is examined for missing fields.
+// header section is examined for missing fields. A longer header section
+// gets none added (see allHeaders).
 const maxHeaderScan = 64 << 10
 
 // headerBufferSize is the first capacity of headerWriter's buffer: the
@@ -314,6 +320,7 @@ func (h *headerWriter) Write(p []byte) (int, error) {
 		nl := bytes.IndexByte(h.buf[h.next:], '\n')
 		if nl < 0 {
 			if len(h.buf) > maxHeaderScan {
+				h.seen = allHeaders
 				return len(p), h.flush()
 			}
 			return len(p), nil
