@@ -40,7 +40,7 @@ var (
 )
 
 func replyChunkOK(size, total int64) reply {
-	return reply{code: 250, enh: "2.0.0", text: fmt.Sprintf("Ok: %d octets received, %d in all", size, total),
+	return reply{code: 250, enh: "2.0.0", text: fmt.Sprintf("Ok: %s received, %d in all", plural(size, "octet"), total),
 		why: "chunk taken; the message goes on with the next BDAT, and ends with BDAT … LAST", rfc: "RFC 3030 §2"}
 }
 
@@ -136,9 +136,9 @@ func (s *session) readChunk(c *chunked, size int64) error {
 	}
 	if n < size {
 		// The connection broke: say what came, not what was announced.
-		s.event("chunk of %d octets announced, %d received; %d octets of message so far", size, n, c.m.Size)
+		s.event("chunk of %s announced, %d received; %s of message so far", plural(size, "octet"), n, plural(c.m.Size, "octet"))
 	} else {
-		s.event("chunk of %d octets; %d octets of message so far", size, c.m.Size)
+		s.event("chunk of %s; %s of message so far", plural(size, "octet"), plural(c.m.Size, "octet"))
 	}
 	switch {
 	case err != nil:
@@ -157,7 +157,7 @@ func (s *session) skipChunk(size int64, r reply) reply {
 	if _, err := s.copyChunk(io.Discard, size); err != nil {
 		return s.dataFailure(nil, err) // a read error: no message to name
 	}
-	s.event("chunk of %d octets read and thrown away", size)
+	s.event("chunk of %s read and thrown away", plural(size, "octet"))
 	return r
 }
 

@@ -492,10 +492,10 @@ func (s *session) tracePipelined() {
 	switch {
 	case n == 0:
 	case s.esmtp:
-		s.event("pipelining: this command came with %d more lines in one read (RFC 2920); their replies go back together", n)
+		s.event("pipelining: this command came with %s in one read (RFC 2920); their replies go back together", plural(int64(n), "more line"))
 	default:
-		s.event("not pipelining: this command came with %d more lines in one read, before EHLO offered PIPELINING (perhaps before the greeting); "+
-			"RFC 2920 §3.1 allows a batch only once EHLO has shown PIPELINING, with EHLO last; the server answers them in order anyway", n)
+		s.event("not pipelining: this command came with %s in one read, before EHLO offered PIPELINING (perhaps before the greeting); "+
+			"RFC 2920 §3.1 allows a batch only once EHLO has shown PIPELINING, with EHLO last; the server answers them in order anyway", plural(int64(n), "more line"))
 	}
 }
 

@@ -91,7 +91,7 @@ func (s *session) cmdSTARTTLS(arg string) reply {
 	// here.
 	if n := s.br.Buffered(); n > 0 {
 		s.br.Discard(n)
-		s.event("discarded %d octets sent after STARTTLS before TLS began", n)
+		s.event("discarded %s sent after STARTTLS before TLS began", plural(int64(n), "octet"))
 		s.logger().Warn("smtpd: discarded input pipelined after STARTTLS", "octets", n)
 	}
 	s.send(replyReadyTLS)

@@ -262,9 +262,18 @@ func (b *bodyTrace) summarize(size int64, note string) {
 	if len(b.line) > 0 || b.truncated {
 		b.endLine()
 	}
-	summary := fmt.Sprintf("message data: %d octets in %d lines", size, b.lines)
+	summary := "message data: " + plural(size, "octet") + " in " + plural(int64(b.lines), "line")
 	if hidden := b.lines - shownBodyLines; hidden > 0 && !b.t.body {
 		summary += fmt.Sprintf(", %d not shown (-trace-body shows them)", hidden)
 	}
 	b.t.event(b.id, "%s", summary+note)
+}
+
+// plural returns n and noun, in the plural unless n is 1: "1 line",
+// "2 lines". The trace is read aloud in class.
+func plural(n int64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.FormatInt(n, 10) + " " + noun + "s"
 }
