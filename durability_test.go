@@ -17,13 +17,14 @@ import (
 	"github.com/tpe-protos/smtpd/client"
 )
 
-// TestDurabilityAfterSIGKILL kills the real smtpd process with SIGKILL in
-// the middle of heavy traffic and checks the promise of the README (250 only once every copy is durable) on
-// what it left behind: every message that got 250 is in new/ of each of
-// its recipients' mailboxes exactly once and whole, and nothing partial is
-// in new/ at all. Messages that were complete but not yet acknowledged may
-// be there too: delivery is at least once. tmp/ may keep partial files of
-// the transactions the kill interrupted; they are counted, not failed.
+// TestDurabilityAfterSIGKILL kills the real smtpd process with SIGKILL in the
+// middle of heavy traffic and checks the promise of the README (250 only once
+// every copy is durable) on what it left behind: every message that got 250
+// is in new/ of each of its recipients' mailboxes exactly once and whole, and
+// nothing partial is in new/ at all. Messages that were complete but not yet
+// acknowledged may be there too: delivery is at least once. tmp/ may keep
+// partial files of the transactions the kill interrupted; they are counted,
+// not failed.
 //
 // SIGKILL does not drop the page cache: what was written before the kill
 // is still read back after it, fsynced or not. So this test checks the

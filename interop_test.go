@@ -17,12 +17,12 @@ import (
 	"github.com/tpe-protos/smtpd/smtpdtest"
 )
 
-// The interop tests deliver one message with SMTP clients nobody here
-// wrote — swaks, curl, msmtp and Go's net/smtp — and check that it is
-// stored byte for byte: the stored file is the server's Return-Path and
-// Received fields followed by the message as sent, each CRLF turned into LF
-// (as the README's Specification section says). The message has every header field the server could add, so
-// those two are all it adds.
+// The interop tests deliver one message with SMTP clients nobody here wrote —
+// swaks, curl, msmtp and Go's net/smtp — and check that it is stored byte for
+// byte: the stored file is the server's Return-Path and Received fields
+// followed by the message as sent, each CRLF turned into LF (as the README's
+// Specification section says). The message has every header field the server
+// could add, so those two are all it adds.
 
 // peersEnv, when set to 1, turns a missing client program into a failure
 // instead of a skip; CI sets it after installing the Debian packages.

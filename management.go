@@ -11,9 +11,10 @@ import (
 // minMetricsKey is the shortest management key accepted: 128 bits.
 const minMetricsKey = 16
 
-// ServeMetrics answers management protocol requests (docs/metrics-protocol.md) arriving on
-// pc until Shutdown or Close. It always returns a non-nil error and closes
-// pc; after Shutdown or Close the error is ErrServerClosed.
+// ServeMetrics answers management protocol requests
+// (docs/metrics-protocol.md) arriving on pc until Shutdown or Close. It
+// always returns a non-nil error and closes pc; after Shutdown or Close the
+// error is ErrServerClosed.
 //
 // It needs Config.MetricsKey, of at least 16 bytes. Requests are answered one
 // at a time on the calling goroutine: each takes a few microseconds, and no

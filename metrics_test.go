@@ -601,9 +601,9 @@ func checkAnswer(t *testing.T, srv *Server, data []byte, now time.Time) Status {
 }
 
 // FuzzParseRequest feeds arbitrary datagrams to parseRequest and answer.
-// parseRequest must classify every datagram as docs/metrics-protocol.md §5 says, never panic,
-// and accept only what re-encodes to itself; answer must send nothing or
-// one response no larger than the datagram.
+// parseRequest must classify every datagram as docs/metrics-protocol.md §5
+// says, never panic, and accept only what re-encodes to itself; answer must
+// send nothing or one response no larger than the datagram.
 func FuzzParseRequest(f *testing.F) {
 	for _, s := range fuzzSeeds() {
 		f.Add(s)

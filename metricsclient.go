@@ -21,13 +21,13 @@ const (
 	DefaultMetricsAttempts = 4
 )
 
-// MetricsClient speaks the management protocol (docs/metrics-protocol.md) to a server. UDP
-// may lose a datagram either way, so a request that gets no valid answer
-// within Timeout is sent again, Attempts times in all, each time with a new
-// identifier and timestamp (resending the same pair would be refused as a
-// replay). Every command is idempotent, so a retry is harmless. Answers are
-// matched by identifier and command and their MAC is checked; anything else
-// arriving on the socket is ignored.
+// MetricsClient speaks the management protocol (docs/metrics-protocol.md) to
+// a server. UDP may lose a datagram either way, so a request that gets no
+// valid answer within Timeout is sent again, Attempts times in all, each time
+// with a new identifier and timestamp (resending the same pair would be
+// refused as a replay). Every command is idempotent, so a retry is harmless.
+// Answers are matched by identifier and command and their MAC is checked;
+// anything else arriving on the socket is ignored.
 //
 // A MetricsClient is safe for concurrent use; its requests go one at a time.
 type MetricsClient struct {

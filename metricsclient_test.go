@@ -107,7 +107,8 @@ func dialMC(t *testing.T, addr string, key []byte, timeout time.Duration) *smtpd
 	return c
 }
 
-// mcResponse builds a response datagram (docs/metrics-protocol.md §3.2) with its own code.
+// mcResponse builds a response datagram (docs/metrics-protocol.md §3.2) with
+// its own code.
 func mcResponse(key []byte, status, version uint8, id uint16, cmd uint8, value uint64) []byte {
 	b := make([]byte, 16, 32)
 	binary.BigEndian.PutUint16(b, 0x534D)
@@ -639,10 +640,11 @@ func TestMetricsClientContextDeadline(t *testing.T) {
 }
 
 // TestMetricsClientWrongKey: a client whose key is not the server's gets
-// AUTH_FAILED (docs/metrics-protocol.md §9: metrics_client prints the status name and exits 1),
-// not a timeout. The server signs its AUTH_FAILED with its own key, which
-// the client lacks, so the client must recognise an unauthenticated
-// AUTH_FAILED that matches its request (docs/metrics-protocol.md §9).
+// AUTH_FAILED (docs/metrics-protocol.md §9: metrics_client prints the status
+// name and exits 1), not a timeout. The server signs its AUTH_FAILED with its
+// own key, which the client lacks, so the client must recognise an
+// unauthenticated AUTH_FAILED that matches its request
+// (docs/metrics-protocol.md §9).
 func TestMetricsClientWrongKey(t *testing.T) {
 	s := startMCServer(t, smtpd.Config{})
 	c := dialMC(t, s.metricsAddr, mcKey(t), 100*time.Millisecond)
@@ -861,7 +863,8 @@ func TestCountersCountRefusedConnections(t *testing.T) {
 	}
 }
 
-// mcRequest builds a request datagram (docs/metrics-protocol.md §3.1) with its own code.
+// mcRequest builds a request datagram (docs/metrics-protocol.md §3.1) with
+// its own code.
 func mcRequest(key []byte, cmd uint8, id uint16, arg uint64, timestamp time.Time) []byte {
 	b := make([]byte, 24, 40)
 	binary.BigEndian.PutUint16(b, 0x534D)

@@ -445,8 +445,9 @@ func (s *session) acquireReader() {
 }
 
 // readLine reads one line, without its line ending. A bare LF ends a command
-// line too (the README's Specification section). A line over maxCommandLine octets is read to its end
-// and reported as errLineTooLong; the session stays in sync.
+// line too (the README's Specification section). A line over maxCommandLine
+// octets is read to its end and reported as errLineTooLong; the session stays
+// in sync.
 func (s *session) readLine() (string, error) {
 	line, err := s.br.ReadSlice('\n')
 	for err == bufio.ErrBufferFull {

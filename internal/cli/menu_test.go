@@ -8,10 +8,10 @@ import (
 	"testing"
 )
 
-// TestMenuLongLine: the menu is robust to bad input (docs/metrics-protocol.md §9). A line too
-// long to be a number is bad input like any other: it is refused and the
-// question asked again, rather than taken for the end of input (which
-// ends the menu silently, exit status 0, ignoring what follows).
+// TestMenuLongLine: the menu is robust to bad input (docs/metrics-protocol.md
+// §9). A line too long to be a number is bad input like any other: it is
+// refused and the question asked again, rather than taken for the end of
+// input (which ends the menu silently, exit status 0, ignoring what follows).
 func TestMenuLongLine(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "metrics.key"), []byte(strings.Repeat("ab", 32)), 0o600); err != nil {

@@ -36,9 +36,9 @@ type metricsClientFlags struct {
 	timeout time.Duration
 }
 
-// MetricsClient runs the metrics_client command and returns its exit
-// status: with a command, it sends it and prints the answer (docs/metrics-protocol.md §9); with
-// none, it runs the interactive menu on stdin and stdout.
+// MetricsClient runs the metrics_client command and returns its exit status:
+// with a command, it sends it and prints the answer (docs/metrics-protocol.md
+// §9); with none, it runs the interactive menu on stdin and stdout.
 func MetricsClient(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("metrics_client", flag.ContinueOnError)
 	var f metricsClientFlags
